@@ -1,0 +1,11 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class PyhubAiConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "pyhub_ai"
+    verbose_name = _("AI conversations")
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the system checks)

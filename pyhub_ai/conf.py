@@ -1,0 +1,55 @@
+"""The app's settings, read from ``django.conf.settings`` at access time.
+
+Reading at access time (not import time) keeps ``override_settings`` working in tests. Each
+setting has a default here, a system check in ``checks.py`` and a line in the README.
+"""
+from __future__ import annotations
+
+import os
+
+from django.conf import settings
+
+
+class Settings:
+    """Typed accessors for every setting pyhub_ai reads. Use the module-level ``conf``."""
+
+    @property
+    def OPENAI_API_KEY(self) -> str:
+        """The OpenAI key: the ``OPENAI_API_KEY`` setting, else the environment variable."""
+        return getattr(settings, "OPENAI_API_KEY", "") or os.environ.get("OPENAI_API_KEY", "")
+
+    @property
+    def OPENAI_BASE_URL(self) -> str:
+        """An OpenAI-compatible endpoint: the ``OPENAI_BASE_URL`` setting, else the environment."""
+        return getattr(settings, "OPENAI_BASE_URL", "") or os.environ.get("OPENAI_BASE_URL", "")
+
+    @property
+    def HISTORY_MAX_MESSAGES(self) -> int:
+        """How many stored messages (at most) go into the prompt of one turn."""
+        return getattr(settings, "PYHUB_AI_HISTORY_MAX_MESSAGES", 50)
+
+    @property
+    def HISTORY_PAGE_SIZE(self) -> int:
+        """How many messages one ``history`` frame carries to the page."""
+        return getattr(settings, "PYHUB_AI_HISTORY_PAGE_SIZE", 50)
+
+    @property
+    def MAX_MESSAGE_LENGTH(self) -> int:
+        """The longest user message accepted, in characters."""
+        return getattr(settings, "PYHUB_AI_MAX_MESSAGE_LENGTH", 32_000)
+
+    @property
+    def OFFLINE_MODEL_DELAY(self) -> float:
+        """Seconds the offline demo model waits between streamed words (0 in tests)."""
+        return getattr(settings, "PYHUB_AI_OFFLINE_MODEL_DELAY", 0.03)
+
+
+conf = Settings()
+
+#: (setting name, expected type, minimum) for the checks of numeric settings.
+NUMERIC_SETTINGS: tuple[tuple[str, type | tuple[type, ...], float], ...] = (
+    ("PYHUB_AI_HISTORY_MAX_MESSAGES", int, 1),
+    ("PYHUB_AI_HISTORY_PAGE_SIZE", int, 1),
+    ("PYHUB_AI_MAX_MESSAGE_LENGTH", int, 1),
+    ("PYHUB_AI_OFFLINE_MODEL_DELAY", (int, float), 0),
+)

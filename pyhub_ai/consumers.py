@@ -1,0 +1,105 @@
+"""The chat consumers: the mixins bound to channels' ``AsyncJsonWebsocketConsumer``.
+
+Only this module binds the websocket handlers (``connect``, ``receive``, ``receive_json``,
+``disconnect``); every behaviour lives in a mixin hook that a subclass can override.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.core.exceptions import ImproperlyConfigured
+from django.utils import translation
+from django.utils.translation import gettext
+
+from .mixins import ChatMixin, ConversationMixin, FrameProtocolMixin, LLMMixin
+from .mixins.protocol import CLOSE_FORBIDDEN, CLOSE_NOT_SIGNED_IN, FrameError
+
+logger = logging.getLogger("pyhub_ai.consumers")
+
+
+class BaseAgentChatConsumer(ChatMixin, LLMMixin, FrameProtocolMixin, ConversationMixin, AsyncJsonWebsocketConsumer):
+    """Binds the websocket handlers to the mixins' hooks (see docs/protocol.md)."""
+
+    language: str | None = None
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Handle every event in the visitor's language (error frames, the offline model)."""
+        if self.language is None:
+            self.language = self.get_language()
+        with translation.override(self.language):
+            await super().dispatch(message)
+
+    async def connect(self) -> None:
+        """Accept, check access, then send ``welcome`` and the latest ``history`` page.
+
+        The handshake is accepted first so that a refusal can carry its close code (4401 or
+        4403) to the page; nothing else is sent or read before the checks pass.
+        """
+        await self.accept()
+        if not await self.can_accept():
+            await self.close(CLOSE_FORBIDDEN if self.get_user().is_authenticated else CLOSE_NOT_SIGNED_IN)
+            return
+        conversation = await self.aget_conversation()
+        if conversation is None or not await self.can_access_conversation(conversation):
+            await self.close(CLOSE_FORBIDDEN)
+            return
+        self.conversation = conversation
+        await self.send_welcome()
+        rows = await self.send_history_page()
+        if not rows:
+            await self.start_first_turn()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        """Decode a text frame as JSON; answer binary or non-JSON frames with an error frame."""
+        if self.conversation is None:
+            return
+        if text_data is None:
+            await self.send_error("invalid_frame", gettext("Only text messages are accepted."), detail="binary frame")
+            return
+        try:
+            content = await self.decode_json(text_data)
+        except ValueError as exc:
+            await self.send_error("invalid_frame", gettext("Messages must be JSON objects."), detail=f"not JSON: {exc}")
+            return
+        await self.receive_json(content)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        try:
+            frame = self.parse_client_frame(content)
+            if frame.type == "user_message":
+                await self.start_turn(frame.text)
+            elif frame.type == "load_history":
+                await self.send_history_page(before=frame.before)
+        except FrameError as error:
+            await self.send_error(error.code, error.message, detail=error.detail)
+
+    async def disconnect(self, code: int) -> None:
+        """Stop a reply in progress; what was streamed so far is stored as ``interrupted``."""
+        await self.cancel_turn()
+
+
+class AgentChatConsumer(BaseAgentChatConsumer):
+    """A websocket LLM chat room that stores every turn.
+
+    Subclass it, set ``llm_model`` (an ``LLMModel`` or ``"provider:model"``),
+    ``llm_temperature``, ``llm_system_prompt_template`` (``{placeholders}`` filled from
+    ``get_llm_prompt_context_data()``) and optionally ``llm_first_user_message_template``,
+    then route it under a URL with a ``conversation_pk`` kwarg. ``can_accept()`` lets in
+    signed-in users by default.
+    """
+
+
+class DataAnalystChatConsumer(AgentChatConsumer):
+    """Reserved: a chat room that answers questions about a table of data.
+
+    It is importable (seed-004 code imports it) but not usable yet; it arrives with the
+    safe data-analysis tools of a later release.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise ImproperlyConfigured(
+            "DataAnalystChatConsumer is not available in this release of pyhub_ai. "
+            "Use AgentChatConsumer for chat rooms."
+        )

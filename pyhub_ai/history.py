@@ -1,0 +1,223 @@
+"""``DjangoChatMessageHistory``: LangChain's chat-history interface over pyhub_ai's models.
+
+It is the one storage path: ``RunnableWithMessageHistory`` chains use it exactly like
+LangChain's Redis or DynamoDB histories, and the chat consumers use it for every turn.
+
+A history addresses one *thread* (see ``pyhub_ai.models``): a conversation, given directly or
+by an arbitrary ``session_id`` string, plus the ``user`` or anonymous ``visitor_key`` whose
+thread it is. The constructor does no database work, because LangChain calls the history
+factory synchronously, even inside async chains.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from langchain_core.chat_history import BaseChatMessageHistory
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+
+from . import codec
+from .conf import conf
+from .models import Conversation, ConversationMessage
+
+logger = logging.getLogger(__name__)
+
+Status = ConversationMessage.Status
+
+
+@dataclass
+class Turn:
+    """The rows of one user turn while it runs: the stored human message and the AI placeholder."""
+
+    turn_id: uuid.UUID
+    human: ConversationMessage
+    ai: ConversationMessage
+
+
+class DjangoChatMessageHistory(BaseChatMessageHistory):
+    """Chat history stored in ``Conversation`` / ``ConversationMessage`` rows.
+
+    Give either ``session_id`` (a conversation with that key is created on the first write)
+    or ``conversation`` (an instance or a pk). ``user`` or ``visitor_key`` selects whose thread
+    of an owner-less conversation this is. ``max_messages`` windows what ``messages`` returns
+    (the newest N, oldest first); ``None`` returns the whole thread. Messages whose status is
+    not ``complete`` (failed or interrupted replies) are left out unless ``include_failed``.
+    """
+
+    def __init__(
+        self,
+        session_id: str | None = None,
+        *,
+        conversation: Conversation | int | str | None = None,
+        user: Any = None,
+        visitor_key: str = "",
+        max_messages: int | None = None,
+        include_failed: bool = False,
+    ) -> None:
+        if (session_id is None) == (conversation is None):
+            raise TypeError("DjangoChatMessageHistory needs exactly one of session_id or conversation.")
+        self.session_id = session_id
+        self._conversation_id = conversation.pk if isinstance(conversation, Conversation) else conversation
+        self.user_id = getattr(user, "pk", None) if user is not None and user.is_authenticated else None
+        self.visitor_key = "" if self.user_id else visitor_key
+        self.max_messages = max_messages
+        self.include_failed = include_failed
+
+    # -- LangChain's interface -------------------------------------------------------------
+
+    @property
+    def messages(self) -> list[BaseMessage]:  # type: ignore[override]
+        conversation_id = self._conversation_id or self._find_conversation_id()
+        if conversation_id is None:
+            return []
+        return self._decode_window(list(self._window_queryset(conversation_id)))
+
+    async def aget_messages(self) -> list[BaseMessage]:
+        conversation_id = self._conversation_id or await self._afind_conversation_id()
+        if conversation_id is None:
+            return []
+        return self._decode_window([row async for row in self._window_queryset(conversation_id)])
+
+    def add_messages(self, messages: Sequence[BaseMessage]) -> None:
+        """Store ``messages`` as complete, in one bulk insert."""
+        conversation_id = self._conversation_id or self._get_or_create_conversation_id()
+        ConversationMessage.objects.bulk_create(self._rows(conversation_id, messages))
+
+    async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
+        conversation_id = self._conversation_id or await self._aget_or_create_conversation_id()
+        await ConversationMessage.objects.abulk_create(self._rows(conversation_id, messages))
+
+    def clear(self) -> None:
+        """Delete this thread's messages (other users' threads are kept)."""
+        conversation_id = self._conversation_id or self._find_conversation_id()
+        if conversation_id is not None:
+            self._thread_queryset(conversation_id).delete()
+
+    async def aclear(self) -> None:
+        conversation_id = self._conversation_id or await self._afind_conversation_id()
+        if conversation_id is not None:
+            await self._thread_queryset(conversation_id).adelete()
+
+    # -- What the chat consumers need beyond LangChain's interface ---------------------------
+
+    async def aget_page(self, before: int | None = None, limit: int | None = None) -> tuple[list[ConversationMessage], bool]:
+        """One page of visible rows for display, oldest first, older than ``before`` (an id).
+
+        Cursor-paginated on the primary key (no OFFSET). Returns ``(rows, has_more)``.
+        """
+        limit = limit or conf.HISTORY_PAGE_SIZE
+        conversation_id = self._conversation_id or await self._afind_conversation_id()
+        if conversation_id is None:
+            return [], False
+        queryset = self._thread_queryset(conversation_id).filter(visible=True)
+        if before is not None:
+            queryset = queryset.filter(pk__lt=before)
+        rows = [row async for row in queryset.order_by("-pk")[: limit + 1]]
+        has_more = len(rows) > limit
+        return rows[:limit][::-1], has_more
+
+    async def ahas_messages(self) -> bool:
+        """Whether this thread has any stored message at all (hidden ones included)."""
+        conversation_id = self._conversation_id or await self._afind_conversation_id()
+        if conversation_id is None:
+            return False
+        return await self._thread_queryset(conversation_id).aexists()
+
+    async def astart_turn(self, human_message: HumanMessage, *, visible: bool = True) -> Turn:
+        """Store the human message and an empty ``streaming`` AI placeholder, in one insert.
+
+        The human message is stored before the model is called, so it is never lost.
+        """
+        conversation_id = self._conversation_id or await self._aget_or_create_conversation_id()
+        turn_id = uuid.uuid4()
+        thread = self._thread_fields(conversation_id)
+        human = ConversationMessage.from_message(human_message, turn_id=turn_id, visible=visible, **thread)
+        ai = ConversationMessage.from_message(AIMessage(content=""), turn_id=turn_id, status=Status.STREAMING, **thread)
+        await ConversationMessage.objects.abulk_create([human, ai])
+        return Turn(turn_id=turn_id, human=human, ai=ai)
+
+    async def afinish_turn(self, turn: Turn, ai_message: AIMessage, status: str = Status.COMPLETE) -> None:
+        """Store the AI reply (complete, or the partial text with an error/interrupted status)
+        and add its token usage to the conversation's totals."""
+        turn.ai.content = codec.encode(ai_message)
+        turn.ai.status = status
+        usage = ai_message.usage_metadata or {}
+        await sync_to_async(_finish_turn_rows)(turn.ai, usage.get("input_tokens", 0), usage.get("output_tokens", 0))
+
+    # -- Queries ----------------------------------------------------------------------------
+
+    def _thread_fields(self, conversation_id: Any) -> dict[str, Any]:
+        return {"conversation_id": conversation_id, "user_id": self.user_id, "visitor_key": self.visitor_key}
+
+    def _thread_queryset(self, conversation_id: Any):
+        return ConversationMessage.objects.filter(**self._thread_fields(conversation_id))
+
+    def _window_queryset(self, conversation_id: Any):
+        queryset = self._thread_queryset(conversation_id)
+        if not self.include_failed:
+            queryset = queryset.filter(status=Status.COMPLETE)
+        queryset = queryset.only("pk", "content").order_by("-pk")
+        if self.max_messages is not None:
+            queryset = queryset[: self.max_messages]
+        return queryset
+
+    def _decode_window(self, newest_first: list[ConversationMessage]) -> list[BaseMessage]:
+        messages = []
+        for row in reversed(newest_first):
+            try:
+                messages.append(row.message)
+            except codec.CodecError:
+                logger.warning("Skipping unreadable stored message #%s.", row.pk, exc_info=True)
+        if self.max_messages is not None:
+            messages = _start_on_human(messages)
+        return messages
+
+    def _rows(self, conversation_id: Any, messages: Sequence[BaseMessage]) -> list[ConversationMessage]:
+        thread = self._thread_fields(conversation_id)
+        return [ConversationMessage.from_message(message, **thread) for message in messages]
+
+    def _find_conversation_id(self) -> Any:
+        pk = Conversation.objects.filter(session_id=self.session_id).values_list("pk", flat=True).first()
+        self._conversation_id = pk
+        return pk
+
+    async def _afind_conversation_id(self) -> Any:
+        pk = await Conversation.objects.filter(session_id=self.session_id).values_list("pk", flat=True).afirst()
+        self._conversation_id = pk
+        return pk
+
+    def _get_or_create_conversation_id(self) -> Any:
+        conversation, _ = Conversation.objects.get_or_create(session_id=self.session_id)
+        self._conversation_id = conversation.pk
+        return conversation.pk
+
+    async def _aget_or_create_conversation_id(self) -> Any:
+        conversation, _ = await Conversation.objects.aget_or_create(session_id=self.session_id)
+        self._conversation_id = conversation.pk
+        return conversation.pk
+
+
+def _start_on_human(messages: list[BaseMessage]) -> list[BaseMessage]:
+    """Drop a window's leading non-human messages (a cut-off reply or orphan tool result)."""
+    for index, message in enumerate(messages):
+        if isinstance(message, HumanMessage):
+            return messages[index:]
+    return messages
+
+
+def _finish_turn_rows(ai_row: ConversationMessage, input_tokens: int, output_tokens: int) -> None:
+    """The AI row and the conversation's totals change together or not at all."""
+    with transaction.atomic():
+        ai_row.save(update_fields=["content", "status"])
+        Conversation.objects.filter(pk=ai_row.conversation_id).update(
+            input_tokens=F("input_tokens") + input_tokens,
+            output_tokens=F("output_tokens") + output_tokens,
+            updated_at=timezone.now(),
+        )

@@ -1,0 +1,176 @@
+"""Turn a consumer's configuration into a LangChain chat model.
+
+``get_chat_model()`` accepts an ``LLMModel`` member or any ``"provider:model"`` string (a bare
+model name means OpenAI). OpenAI credentials come from the caller (the consumer's attributes),
+then the ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` settings, then the environment. With none of
+them the :class:`OfflineChatModel` answers, so the demo runs on a machine with no key.
+
+Built models are cached: one client per configuration, reused across turns and connections.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from functools import lru_cache
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+
+from .conf import conf
+from .specs import LLMModel
+
+logger = logging.getLogger(__name__)
+
+#: provider -> (module, class, pip extra) for providers that need an optional package.
+OPTIONAL_PROVIDERS = {
+    "anthropic": ("langchain_anthropic", "ChatAnthropic", "anthropic"),
+    "ollama": ("langchain_ollama", "ChatOllama", "ollama"),
+}
+
+#: Used as the API key for an OpenAI-compatible server configured with a base URL but no key.
+NO_KEY_PLACEHOLDER = "not-needed"
+
+
+def parse_model(model: LLMModel | str) -> tuple[str, str]:
+    """Split ``"provider:model"`` (or an ``LLMModel``) into its parts; a bare name is OpenAI's."""
+    value = str(model.value if isinstance(model, LLMModel) else model).strip()
+    if not value:
+        raise ImproperlyConfigured("llm_model is empty. Set it to an LLMModel member or 'provider:model'.")
+    provider, sep, name = value.partition(":")
+    if not sep:
+        return "openai", value
+    return provider.lower(), name
+
+
+def has_llm_credentials(api_key: str = "", base_url: str = "") -> bool:
+    """Whether an OpenAI key or endpoint is configured anywhere (argument, setting, environment)."""
+    return bool(api_key or base_url or conf.OPENAI_API_KEY or conf.OPENAI_BASE_URL)
+
+
+def get_chat_model(
+    model: LLMModel | str,
+    *,
+    temperature: float | None = None,
+    api_key: str = "",
+    base_url: str = "",
+) -> BaseChatModel:
+    """Return the (cached) chat model for this configuration.
+
+    Called by ``LLMMixin.get_llm()`` once per turn; the cache makes that cheap.
+    """
+    provider, name = parse_model(model)
+    if provider == "offline":
+        return _offline_model(conf.OFFLINE_MODEL_DELAY)
+    if provider == "openai":
+        api_key = api_key or conf.OPENAI_API_KEY
+        base_url = base_url or conf.OPENAI_BASE_URL
+        if not (api_key or base_url):
+            logger.warning("No OPENAI_API_KEY or OPENAI_BASE_URL is configured: the offline demo model answers.")
+            return _offline_model(conf.OFFLINE_MODEL_DELAY)
+        return _openai_model(name, temperature, api_key or NO_KEY_PLACEHOLDER, base_url or None)
+    return _optional_provider_model(provider, name, temperature)
+
+
+@lru_cache(maxsize=64)
+def _openai_model(name: str, temperature: float | None, api_key: str, base_url: str | None) -> BaseChatModel:
+    from langchain_openai import ChatOpenAI
+
+    kwargs: dict[str, Any] = {"model": name, "api_key": api_key, "stream_usage": True}
+    if base_url:
+        kwargs["base_url"] = base_url
+    if temperature is not None:
+        kwargs["temperature"] = temperature
+    return ChatOpenAI(**kwargs)
+
+
+@lru_cache(maxsize=64)
+def _optional_provider_model(provider: str, name: str, temperature: float | None) -> BaseChatModel:
+    if provider not in OPTIONAL_PROVIDERS:
+        known = ", ".join(sorted({"openai", "offline", *OPTIONAL_PROVIDERS}))
+        raise ImproperlyConfigured(f"Unknown LLM provider {provider!r} in llm_model. Known providers: {known}.")
+    module_name, class_name, extra = OPTIONAL_PROVIDERS[provider]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            f"llm_model uses the {provider!r} provider, which needs an extra package: "
+            f'pip install "pyhub_ai[{extra}]"'
+        ) from exc
+    kwargs: dict[str, Any] = {"model": name}
+    if temperature is not None:
+        kwargs["temperature"] = temperature
+    return getattr(module, class_name)(**kwargs)
+
+
+@lru_cache(maxsize=8)
+def _offline_model(delay: float) -> BaseChatModel:
+    return OfflineChatModel(delay=delay)
+
+
+class OfflineChatModel(BaseChatModel):
+    """A deterministic stand-in model that needs no network and says what it is.
+
+    It streams a short reply word by word (``delay`` seconds apart), quotes the user's last
+    message, and reports approximate token usage like a real model.
+    """
+
+    delay: float = 0.0
+
+    @property
+    def _llm_type(self) -> str:
+        return "pyhub-ai-offline"
+
+    def reply_for(self, messages: list[BaseMessage]) -> str:
+        """The full reply to ``messages`` (the same input always gives the same reply)."""
+        last_human = next((m for m in reversed(messages) if isinstance(m, HumanMessage)), None)
+        said = last_human.text.strip() if last_human is not None else ""
+        intro = gettext(
+            "I am the offline demo model of pyhub_ai, not a real AI. To talk to a real model, "
+            "set OPENAI_API_KEY (or OPENAI_BASE_URL for an OpenAI-compatible server) and restart."
+        )
+        if not said:
+            return intro
+        quoted = said if len(said) <= 200 else said[:200] + "…"
+        return gettext("You said: “%(text)s”.") % {"text": quoted} + "\n\n" + intro
+
+    def _pieces(self, messages: list[BaseMessage]) -> list[str]:
+        text = self.reply_for(messages)
+        words = text.split(" ")
+        return [word if i == len(words) - 1 else word + " " for i, word in enumerate(words)]
+
+    def _usage(self, messages: list[BaseMessage], pieces: list[str]) -> dict[str, int]:
+        input_tokens = sum(len(m.text.split()) for m in messages)
+        output_tokens = len(pieces)
+        return {"input_tokens": input_tokens, "output_tokens": output_tokens, "total_tokens": input_tokens + output_tokens}
+
+    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
+        pieces = self._pieces(messages)
+        message = AIMessage(content="".join(pieces), usage_metadata=self._usage(messages, pieces))
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _stream(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> Iterator[ChatGenerationChunk]:
+        pieces = self._pieces(messages)
+        for piece in pieces:
+            if self.delay:
+                time.sleep(self.delay)
+            yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
+        yield ChatGenerationChunk(message=AIMessageChunk(content="", usage_metadata=self._usage(messages, pieces)))
+
+    async def _astream(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        pieces = self._pieces(messages)
+        for piece in pieces:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
+        yield ChatGenerationChunk(message=AIMessageChunk(content="", usage_metadata=self._usage(messages, pieces)))

@@ -1,0 +1,7 @@
+"""Consumer mixins, one concern each. None binds a protocol handler; ``consumers.py`` does."""
+from .chat import ChatMixin
+from .conversation import ConversationMixin
+from .llm import LLMMixin
+from .protocol import FrameProtocolMixin
+
+__all__ = ["ChatMixin", "ConversationMixin", "FrameProtocolMixin", "LLMMixin"]

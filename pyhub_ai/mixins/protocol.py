@@ -1,0 +1,113 @@
+"""The websocket frame protocol of docs/protocol.md: validating client frames, sending server frames."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.utils import translation
+from django.utils.translation import gettext
+
+from ..conf import conf
+from ..display import message_object
+from ..models import ConversationMessage
+
+logger = logging.getLogger("pyhub_ai.protocol")
+
+PROTOCOL_VERSION = 1
+
+#: Close codes (docs/protocol.md).
+CLOSE_NOT_SIGNED_IN = 4401
+CLOSE_FORBIDDEN = 4403
+
+
+class FrameError(Exception):
+    """A client frame that breaks the protocol; ``code`` and ``message`` go into the error frame."""
+
+    def __init__(self, code: str, message: str, detail: str = "") -> None:
+        super().__init__(detail or message)
+        self.code = code
+        self.message = message
+        self.detail = detail or message
+
+
+@dataclass(frozen=True)
+class ClientFrame:
+    """A validated client frame: ``type`` plus its checked values."""
+
+    type: str
+    text: str = ""
+    before: int | None = None
+
+
+class FrameProtocolMixin:
+    """Parses client frames and builds server frames; sends through ``send_json``."""
+
+    def get_max_message_length(self) -> int:
+        return conf.MAX_MESSAGE_LENGTH
+
+    def get_language(self) -> str:
+        """The visitor's language: the language cookie, else Accept-Language, else LANGUAGE_CODE."""
+        cookie = self.scope.get("cookies", {}).get(settings.LANGUAGE_COOKIE_NAME)
+        candidates = [cookie] if cookie else []
+        headers = dict(self.scope.get("headers", []))
+        accept = headers.get(b"accept-language", b"").decode("latin-1")
+        candidates += [lang for lang, _ in translation.trans_real.parse_accept_lang_header(accept) if lang != "*"]
+        for candidate in candidates:
+            try:
+                return translation.get_supported_language_variant(candidate)
+            except LookupError:
+                continue
+        return settings.LANGUAGE_CODE
+
+    def parse_client_frame(self, content: Any) -> ClientFrame:
+        """Validate a decoded client frame against the protocol; raise ``FrameError`` if it breaks it."""
+        if not isinstance(content, dict):
+            raise FrameError("invalid_frame", gettext("Messages must be JSON objects."), f"frame is {type(content).__name__}")
+        frame_type = content.get("type")
+        if frame_type == "user_message":
+            text = content.get("text")
+            if not isinstance(text, str):
+                raise FrameError("invalid_frame", gettext("The message has no text."), "user_message without a string 'text'")
+            if not text.strip():
+                raise FrameError("empty_message", gettext("The message is empty."))
+            limit = self.get_max_message_length()
+            if len(text) > limit:
+                raise FrameError(
+                    "message_too_long",
+                    gettext("The message is too long (at most %(limit)d characters).") % {"limit": limit},
+                    f"{len(text)} characters",
+                )
+            return ClientFrame(type="user_message", text=text)
+        if frame_type == "load_history":
+            before = content.get("before")
+            if not isinstance(before, int) or isinstance(before, bool) or before < 1:
+                raise FrameError("invalid_frame", gettext("Cannot load earlier messages."), f"bad 'before': {before!r}")
+            return ClientFrame(type="load_history", before=before)
+        raise FrameError("invalid_frame", gettext("Unknown message type."), f"unknown type {frame_type!r}")
+
+    async def send_frame(self, frame_type: str, **data: Any) -> None:
+        await self.send_json({"type": frame_type, **data})
+
+    async def send_error(self, code: str, message: str, *, turn_id: Any = None, detail: str = "") -> None:
+        """Send a short, safe error frame; the detail goes to the log only."""
+        logger.info("Sent error frame %s to %s: %s", code, self.scope.get("path", "?"), detail or message)
+        data: dict[str, Any] = {"code": code, "message": message}
+        if turn_id is not None:
+            data["turn_id"] = str(turn_id)
+        await self.send_frame("error", **data)
+
+    async def send_welcome(self) -> None:
+        await self.send_frame(
+            "welcome",
+            protocol=PROTOCOL_VERSION,
+            conversation=str(self.conversation.pk),
+            max_message_length=self.get_max_message_length(),
+        )
+
+    async def send_history_page(self, before: int | None = None) -> list[ConversationMessage]:
+        """Send one ``history`` frame (the latest page, or the page older than ``before``)."""
+        rows, has_more = await self.get_history().aget_page(before=before)
+        await self.send_frame("history", messages=[message_object(row) for row in rows], has_more=has_more, before=before)
+        return rows

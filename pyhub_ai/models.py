@@ -1,0 +1,149 @@
+"""Conversations and their messages.
+
+A conversation holds one or more *threads*. A conversation with an owner has one thread, the
+owner's. An owner-less conversation (seed 004 creates one per room) gives every signed-in user
+a private thread, keyed by ``user``; anonymous visitors get one keyed by ``visitor_key`` (a
+hash of their session key). Every query that reads or writes messages names the thread.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from . import codec
+
+if TYPE_CHECKING:
+    from langchain_core.messages import BaseMessage
+
+
+class Conversation(models.Model):
+    """A chat room's stored conversation; its messages are ``ConversationMessage`` rows."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="pyhub_ai_conversations",
+        verbose_name=_("owner"),
+        help_text=_("Leave empty for a room where every user has a private thread."),
+    )
+    title = models.CharField(_("title"), max_length=200, blank=True)
+    session_id = models.CharField(
+        _("session id"),
+        max_length=255,
+        unique=True,
+        null=True,
+        blank=True,
+        help_text=_("The key DjangoChatMessageHistory(session_id=...) addresses this conversation by."),
+    )
+    metadata = models.JSONField(_("metadata"), default=dict, blank=True)
+    input_tokens = models.PositiveBigIntegerField(_("input tokens"), default=0)
+    output_tokens = models.PositiveBigIntegerField(_("output tokens"), default=0)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-pk"]
+        verbose_name = _("conversation")
+        verbose_name_plural = _("conversations")
+
+    def __str__(self) -> str:
+        return self.title or _("Conversation #%(pk)s") % {"pk": self.pk}
+
+    def clear(self) -> None:
+        """Delete every message of every thread of this conversation."""
+        self.messages.all().delete()
+
+    async def aclear(self) -> None:
+        """Async ``clear()``."""
+        await self.messages.all().adelete()
+
+
+class ConversationMessage(models.Model):
+    """One LangChain message, stored in the codec's JSON form (see ``pyhub_ai.codec``)."""
+
+    class Role(models.TextChoices):
+        HUMAN = "human", _("human")
+        AI = "ai", _("AI")
+        SYSTEM = "system", _("system")
+        TOOL = "tool", _("tool")
+
+    class Status(models.TextChoices):
+        COMPLETE = "complete", _("complete")
+        STREAMING = "streaming", _("streaming")
+        ERROR = "error", _("error")
+        INTERRUPTED = "interrupted", _("interrupted")
+
+    conversation = models.ForeignKey(
+        Conversation,
+        on_delete=models.CASCADE,
+        related_name="messages",
+        verbose_name=_("conversation"),
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("user"),
+        help_text=_("Whose thread this message belongs to."),
+    )
+    visitor_key = models.CharField(
+        _("visitor key"),
+        max_length=64,
+        blank=True,
+        default="",
+        help_text=_("For anonymous visitors: a hash of their session key."),
+    )
+    role = models.CharField(_("role"), max_length=16, choices=Role.choices)
+    content = models.JSONField(_("content"), help_text=_("The LangChain message, as pyhub_ai.codec stores it."))
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.COMPLETE)
+    visible = models.BooleanField(
+        _("visible"),
+        default=True,
+        help_text=_("Hidden messages (the conversation starter) go to the model but not to the page."),
+    )
+    turn_id = models.UUIDField(_("turn"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+        verbose_name = _("conversation message")
+        verbose_name_plural = _("conversation messages")
+        indexes = [
+            # "The last N messages of this thread" is one range scan of this index, backwards.
+            models.Index(fields=["conversation", "user", "visitor_key", "-id"], name="pyhub_ai_msg_thread_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_role_display()} #{self.pk}"
+
+    @property
+    def message(self) -> BaseMessage:
+        """The stored LangChain message (raises ``codec.CodecError`` for a corrupt row)."""
+        return codec.decode(self.content)
+
+    @classmethod
+    def from_message(cls, message: BaseMessage, **fields: Any) -> ConversationMessage:
+        """An unsaved row for ``message``; ``fields`` sets the thread, status, turn and so on."""
+        return cls(role=role_of(message), content=codec.encode(message), **fields)
+
+
+_ROLE_BY_TYPE = {
+    "human": ConversationMessage.Role.HUMAN,
+    "ai": ConversationMessage.Role.AI,
+    "system": ConversationMessage.Role.SYSTEM,
+    "tool": ConversationMessage.Role.TOOL,
+    "function": ConversationMessage.Role.TOOL,
+}
+
+
+def role_of(message: BaseMessage) -> str:
+    """The stored role of a LangChain message ("AIMessageChunk" counts as "ai")."""
+    message_type = message.type.removesuffix("MessageChunk").lower()
+    return _ROLE_BY_TYPE.get(message_type, ConversationMessage.Role.HUMAN)
