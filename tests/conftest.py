@@ -1,0 +1,50 @@
+"""Shared fixtures: users, conversations, and fake chat models plugged into the consumers."""
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Iterator
+
+import pytest
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+
+# Live-server tests start daphne in a child process; forked children hang on database calls.
+multiprocessing.set_start_method("spawn", force=True)
+
+
+@pytest.fixture
+def user_a(django_user_model):
+    return django_user_model.objects.create_user(username="alice", password="alice-pass-123")
+
+
+@pytest.fixture
+def user_b(django_user_model):
+    return django_user_model.objects.create_user(username="bob", password="bob-pass-123")
+
+
+class RecordingFakeChatModel(GenericFakeChatModel):
+    """A fake streaming model that records every prompt it was sent (``calls``)."""
+
+    calls: list = []
+
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs):
+        self.calls.append(list(messages))
+        yield from super()._stream(messages, stop=stop, run_manager=run_manager, **kwargs)
+
+
+def fake_model(*replies: str | AIMessage) -> RecordingFakeChatModel:
+    """A fake model answering ``replies`` in order, streaming word by word."""
+    messages = [reply if isinstance(reply, AIMessage) else AIMessage(content=reply) for reply in replies]
+    return RecordingFakeChatModel(messages=iter(messages), calls=[])
+
+
+@pytest.fixture
+def use_model(monkeypatch) -> Iterator:
+    """``use_model(model)`` makes every consumer answer with ``model``."""
+    from pyhub_ai.mixins.llm import LLMMixin
+
+    def install(model):
+        monkeypatch.setattr(LLMMixin, "get_llm", lambda self: model)
+        return model
+
+    yield install
