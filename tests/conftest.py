@@ -48,3 +48,28 @@ def use_model(monkeypatch) -> Iterator:
         return model
 
     yield install
+
+
+class FailingFakeChatModel(RecordingFakeChatModel):
+    """Streams ``fail_after`` chunks of its reply, then raises (0: fails before the first token)."""
+
+    fail_after: int = 0
+
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs):
+        for index, chunk in enumerate(super()._stream(messages, stop=stop, run_manager=run_manager, **kwargs)):
+            if index == self.fail_after:
+                raise RuntimeError("secret internal failure detail")
+            yield chunk
+
+
+class SlowFakeChatModel(RecordingFakeChatModel):
+    """Streams its reply with ``delay`` seconds between chunks (natively async, cancellable)."""
+
+    delay: float = 0.05
+
+    async def _astream(self, messages, stop=None, run_manager=None, **kwargs):
+        import asyncio
+
+        for chunk in self._stream(messages, stop=stop, run_manager=run_manager, **kwargs):
+            yield chunk
+            await asyncio.sleep(self.delay)
