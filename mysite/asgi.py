@@ -3,10 +3,16 @@ from __future__ import annotations
 
 import os
 
+from django.conf import settings
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
 django_asgi_app = get_asgi_application()
+if settings.SERVE_STATIC_FILES:
+    # daphne alone serves no static files; behind a proxy that serves collectstatic's
+    # output, set SERVE_STATIC_FILES=false.
+    django_asgi_app = ASGIStaticFilesHandler(django_asgi_app)
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app registry)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

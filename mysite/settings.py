@@ -91,6 +91,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Serve static files from daphne itself (the demo); false when a proxy serves STATIC_ROOT.
+SERVE_STATIC_FILES = env.bool("SERVE_STATIC_FILES", default=True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -173,13 +173,17 @@
   function replaceMessages(messages) {
     els.messages.replaceChildren.apply(els.messages, messages.map(buildMessage));
     root.dataset.loaded = "true";
-    scrollToBottom();
   }
 
-  // Older messages go on top; the reader keeps seeing the same content.
-  function prependMessages(messages) {
+  // Runs `change` (which adds content above the viewport) without moving what the reader sees.
+  function keepPosition(change) {
     var s = els.scroller;
     var fromBottom = s.scrollHeight - s.scrollTop;
+    change();
+    s.scrollTop = s.scrollHeight - fromBottom;
+  }
+
+  function prependMessages(messages) {
     var fragment = document.createDocumentFragment();
     messages.forEach(function (message) {
       if (message.id == null || !findMessage(message.id)) {
@@ -187,7 +191,6 @@
       }
     });
     els.messages.insertBefore(fragment, els.messages.firstChild);
-    s.scrollTop = s.scrollHeight - fromBottom;
   }
 
   // ---- streaming -------------------------------------------------------------------------
@@ -243,11 +246,15 @@
     if (freshHistory) {
       freshHistory = false;
       replaceMessages(messages);
+      refreshLoadMore();
+      scrollToBottom();
     } else {
       loadingMore = false;
-      prependMessages(messages);
+      keepPosition(function () {
+        prependMessages(messages);
+        refreshLoadMore();
+      });
     }
-    refreshLoadMore();
   }
 
   function onMessage(frame) {
@@ -463,7 +470,7 @@
     if (!hasMore && document.activeElement === button) {
       els.input.focus();
     }
-    button.hidden = !hasMore;
+    button.hidden = !hasMore || stopped;
     button.disabled = loadingMore || !ready;
     button.textContent = t(loadingMore ? "loading" : "loadMore");
   }

@@ -1,0 +1,119 @@
+"""A real daphne server in a child process, serving the demo on the pytest-django test database.
+
+Use the ``live_daphne`` fixture (import it into the test module, or into conftest.py) in a test
+marked ``@pytest.mark.django_db(transaction=True)``: rows the test creates are committed, so the
+server sees them, and the server's rows are visible to the test. It yields the base URL, e.g.
+``http://127.0.0.1:40123``. The server's output goes to ``test-artifacts/daphne-<test>.log``
+and is printed when the server does not start, and after a failed test.
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+ASGI_APPLICATION = "mysite.asgi:application"
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 5.0
+
+
+class LiveServerError(RuntimeError):
+    """The daphne child process did not start."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _accepts_connections(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _tail(path: Path, lines: int = 200) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(STOP_TIMEOUT)
+
+
+@contextmanager
+def run_daphne(
+    name: str = "daphne",
+    *,
+    settings_module: str = "tests.settings",
+    application: str = ASGI_APPLICATION,
+    extra_env: dict[str, str] | None = None,
+    timeout: float = START_TIMEOUT,
+) -> Iterator[tuple[str, Path]]:
+    """Start ``daphne`` on a free port of 127.0.0.1; yield ``(base_url, log_path)``; stop it."""
+    host, port = "127.0.0.1", free_port()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    log_path = ARTIFACTS / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.log"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": settings_module,
+        "PYHUB_AI_TEST_USE_TEST_DB": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "PYTHONUNBUFFERED": "1",
+        # Never reach a real model from the tests, whatever the developer's shell or .env says.
+        "OPENAI_API_KEY": "",
+        "OPENAI_BASE_URL": "",
+        **(extra_env or {}),
+    }
+    command = [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), application]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout
+        while not _accepts_connections(host, port):
+            if process.poll() is not None:
+                raise LiveServerError(
+                    f"daphne exited with status {process.returncode} before listening on port {port}.\n"
+                    f"Command: {' '.join(command)}\nOutput ({log_path}):\n{_tail(log_path)}"
+                )
+            if time.monotonic() > deadline:
+                raise LiveServerError(
+                    f"daphne did not listen on port {port} within {timeout:.0f} s.\n"
+                    f"Command: {' '.join(command)}\nOutput ({log_path}):\n{_tail(log_path)}"
+                )
+            time.sleep(0.05)
+        yield f"http://{host}:{port}", log_path
+    finally:
+        _stop(process)
+
+
+@pytest.fixture
+def live_daphne(request, transactional_db) -> Iterator[str]:
+    """The base URL of a daphne server running the demo project on the test database."""
+    with run_daphne(f"daphne-{request.node.name}") as (base_url, log_path):
+        yield base_url
+    # Shown by pytest only when the test failed (captured output of a passing test is dropped).
+    print(f"---- daphne output ({log_path}) ----\n{_tail(log_path)}")
