@@ -22,9 +22,18 @@ ARGS ?=
 $(VENV_PYTHON):
 	$(PYTHON) -m venv $(VENV)
 
+# Reinstalls only when pyproject.toml changed since the last install (editable: code changes
+# need no reinstall).
+DEMO_STAMP := $(VENV)/.pyhub-ai-demo-deps
 install-demo: $(VENV_PYTHON)
-	$(VENV_PYTHON) -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25.1"
-	$(VENV_PYTHON) -m pip install --quiet --disable-pip-version-check -e . --group demo
+	@want="$$(sha256sum pyproject.toml | cut -d' ' -f1)"; \
+	if [ "$$(cat $(DEMO_STAMP) 2>/dev/null)" != "$$want" ]; then \
+		set -e; \
+		echo "Installing pyhub_ai and the demo's dependencies into $(VENV)"; \
+		$(VENV_PYTHON) -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25.1"; \
+		$(VENV_PYTHON) -m pip install --quiet --disable-pip-version-check -e . --group demo; \
+		echo "$$want" > $(DEMO_STAMP); \
+	fi
 
 run: install-demo
 	@if command -v msgfmt >/dev/null 2>&1; then \

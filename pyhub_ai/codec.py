@@ -108,10 +108,10 @@ def _decode_legacy(payload: dict[str, Any]) -> BaseMessage:
     value = payload.get("_value")
     if class_name not in LEGACY_CLASS_NAMES or not isinstance(value, dict):
         raise CodecError(f"Unknown django-pyhub-ai message type {class_name!r}.", payload)
-    message_type = value.get("type")
-    if class_name.endswith("Chunk"):
-        message_type = class_name
-    return _rebuild(message_type, value, payload)
+    message_type = class_name if class_name.endswith("Chunk") else value.get("type")
+    # LangChain < 1.0 had an ``example`` flag; current messages have no such field.
+    data = {key: item for key, item in value.items() if key != "example"}
+    return _rebuild(message_type, data, payload)
 
 
 def _rebuild(message_type: Any, data: Any, payload: Any) -> BaseMessage:

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from langchain_core.chat_history import BaseChatMessageHistory
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, BaseMessageChunk, HumanMessage, message_chunk_to_message
 
 from . import codec
 from .conf import conf
@@ -180,8 +180,14 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         return messages
 
     def _rows(self, conversation_id: Any, messages: Sequence[BaseMessage]) -> list[ConversationMessage]:
+        """Unsaved rows; streamed chunks (``astream`` through a chain) are stored as messages."""
         thread = self._thread_fields(conversation_id)
-        return [ConversationMessage.from_message(message, **thread) for message in messages]
+        return [
+            ConversationMessage.from_message(
+                message_chunk_to_message(message) if isinstance(message, BaseMessageChunk) else message, **thread
+            )
+            for message in messages
+        ]
 
     def _find_conversation_id(self) -> Any:
         pk = Conversation.objects.filter(session_id=self.session_id).values_list("pk", flat=True).first()

@@ -27,9 +27,10 @@ class RecordingFakeChatModel(GenericFakeChatModel):
 
     calls: list = []
 
-    def _stream(self, messages, stop=None, run_manager=None, **kwargs):
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        # invoke() and (through GenericFakeChatModel._stream) astream() both come here once.
         self.calls.append(list(messages))
-        yield from super()._stream(messages, stop=stop, run_manager=run_manager, **kwargs)
+        return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
 
 
 def fake_model(*replies: str | AIMessage) -> RecordingFakeChatModel:

@@ -1,0 +1,147 @@
+"""The admin shows conversations as readable, escaped threads, even when a row is corrupt."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.urls import reverse
+from django.utils.html import escape
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+from pyhub_ai.models import Conversation, ConversationMessage
+
+pytestmark = pytest.mark.django_db
+
+CORRUPT_CONTENT = {"v": 1, "type": "human", "data": {"content": 5}}
+
+
+def store(conversation, message, **fields):
+    row = ConversationMessage.from_message(message, conversation=conversation, **fields)
+    row.save()
+    return row
+
+
+@pytest.fixture
+def conversation(user_a):
+    conversation = Conversation.objects.create(user=user_a, title="Weather chat")
+    store(conversation, HumanMessage("What is the weather in Seoul?"), user=user_a)
+    store(
+        conversation,
+        AIMessage("", tool_calls=[{"name": "get_weather", "args": {"city": "Seoul"}, "id": "call_1"}]),
+        user=user_a,
+    )
+    store(conversation, ToolMessage("Sunny, 21°C", tool_call_id="call_1", name="get_weather"), user=user_a)
+    store(conversation, AIMessage("It is sunny and 21°C in Seoul. Also, I was cut off"), user=user_a, status="interrupted")
+    return conversation
+
+
+@pytest.fixture
+def corrupt_row(conversation):
+    return ConversationMessage.objects.create(conversation=conversation, role="human", content=CORRUPT_CONTENT)
+
+
+def page(client, url):
+    response = client.get(url, HTTP_ACCEPT_LANGUAGE="en")
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def conversation_page(client, conversation):
+    return page(client, reverse("admin:pyhub_ai_conversation_change", args=[conversation.pk]))
+
+
+def cell(html, field):
+    """The text of the first changelist cell of ``field``."""
+    match = re.search(rf'class="field-{field}[^"]*">(.*?)</t[dh]>', html, re.S)
+    assert match, f"no {field} column"
+    return re.sub(r"<[^>]+>", "", match.group(1)).strip()
+
+
+# -- The conversation list --------------------------------------------------------------------
+
+
+def test_the_conversation_list_shows_title_owner_and_message_count(admin_client, conversation):
+    html = page(admin_client, reverse("admin:pyhub_ai_conversation_changelist"))
+
+    assert cell(html, "__str__") == "Weather chat"
+    assert cell(html, "user") == "alice"
+    assert cell(html, "message_count") == "4"
+
+
+# -- One conversation -------------------------------------------------------------------------
+
+
+def test_the_conversation_page_shows_each_messages_role_text_and_status(admin_client, conversation):
+    html = conversation_page(admin_client, conversation)
+
+    assert "What is the weather in Seoul?" in html
+    assert "Sunny, 21°C" in html
+    assert "It is sunny and 21°C in Seoul. Also, I was cut off" in html
+    assert re.search(r'class="field-role">\s*<p>AI</p>', html)
+    assert re.search(r'class="field-role">\s*<p>tool</p>', html)
+    assert re.search(r'class="field-status">\s*<p>interrupted</p>', html)
+
+
+def test_the_conversation_page_does_not_show_the_stored_json(admin_client, conversation):
+    html = conversation_page(admin_client, conversation)
+
+    assert '"v": 1' not in html
+    assert "&quot;v&quot;: 1" not in html
+    assert "additional_kwargs" not in html
+
+
+def test_the_conversation_page_shows_an_ai_messages_tool_calls(admin_client, conversation):
+    html = conversation_page(admin_client, conversation)
+
+    assert "get_weather(" in html
+    assert "&quot;city&quot;: &quot;Seoul&quot;" in html
+
+
+@pytest.mark.parametrize("markup", ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>"])
+def test_html_in_a_message_is_shown_escaped(admin_client, conversation, markup):
+    store(conversation, HumanMessage(f"look: {markup}"))
+
+    html = conversation_page(admin_client, conversation)
+
+    assert markup not in html
+    assert escape(markup) in html
+
+
+def test_html_in_tool_call_arguments_is_shown_escaped(admin_client, conversation):
+    store(conversation, AIMessage("", tool_calls=[{"name": "search", "args": {"q": "<script>alert(1)</script>"}, "id": "c"}]))
+
+    html = conversation_page(admin_client, conversation)
+
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_the_conversation_page_shows_a_corrupt_row_as_unreadable(admin_client, conversation, corrupt_row):
+    html = conversation_page(admin_client, conversation)
+
+    assert "Unreadable message" in html
+    assert "What is the weather in Seoul?" in html
+
+
+# -- The message pages --------------------------------------------------------------------------
+
+
+def test_the_message_list_loads_and_marks_a_corrupt_row_unreadable(admin_client, conversation, corrupt_row):
+    html = page(admin_client, reverse("admin:pyhub_ai_conversationmessage_changelist"))
+
+    assert "What is the weather in Seoul?" in html
+    assert "(unreadable)" in html
+
+
+def test_a_messages_page_loads_with_its_rendered_text(admin_client, conversation):
+    row = conversation.messages.get(role="tool")
+
+    html = page(admin_client, reverse("admin:pyhub_ai_conversationmessage_change", args=[row.pk]))
+
+    assert "Sunny, 21°C" in html
+
+
+def test_a_corrupt_messages_page_loads(admin_client, corrupt_row):
+    html = page(admin_client, reverse("admin:pyhub_ai_conversationmessage_change", args=[corrupt_row.pk]))
+
+    assert "Unreadable message" in html
