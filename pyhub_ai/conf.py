@@ -6,6 +6,7 @@ setting has a default here, a system check in ``checks.py`` and a line in the RE
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 from django.conf import settings
 
@@ -27,6 +28,27 @@ class Settings:
     def HISTORY_MAX_MESSAGES(self) -> int:
         """How many stored messages (at most) go into the prompt of one turn."""
         return getattr(settings, "PYHUB_AI_HISTORY_MAX_MESSAGES", 50)
+
+    @property
+    def HISTORY_MAX_TOKENS(self) -> int | None:
+        """A token budget for the history in a prompt (``None``: only the message count limits it)."""
+        return getattr(settings, "PYHUB_AI_HISTORY_MAX_TOKENS", None)
+
+    @property
+    def HISTORY_INCLUDE_FAILED(self) -> bool:
+        """Whether failed and interrupted replies go into later prompts."""
+        return getattr(settings, "PYHUB_AI_HISTORY_INCLUDE_FAILED", False)
+
+    @property
+    def TOKEN_COUNTER(self) -> str:
+        """Dotted path of the ``callable(message) -> int`` that estimates a message's tokens."""
+        return getattr(settings, "PYHUB_AI_TOKEN_COUNTER", "pyhub_ai.tokens.approximate_token_count")
+
+    @property
+    def CONVERSATION_TTL(self) -> timedelta | None:
+        """Sliding expiry of conversations (a ``timedelta`` or seconds); ``None``: never expire."""
+        value = getattr(settings, "PYHUB_AI_CONVERSATION_TTL", None)
+        return timedelta(seconds=value) if isinstance(value, (int, float)) else value
 
     @property
     def HISTORY_PAGE_SIZE(self) -> int:

@@ -34,6 +34,10 @@ OPTIONAL_PROVIDERS = {
     "ollama": ("langchain_ollama", "ChatOllama", "ollama"),
 }
 
+#: ``additional_kwargs`` flag of the hidden message that starts a conversation
+#: (``llm_first_user_message_template``); the offline model never quotes it back.
+STARTER_FLAG = "pyhub_ai_starter"
+
 #: Used as the API key for an OpenAI-compatible server configured with a base URL but no key.
 NO_KEY_PLACEHOLDER = "not-needed"
 
@@ -130,7 +134,8 @@ class OfflineChatModel(BaseChatModel):
     def reply_for(self, messages: list[BaseMessage]) -> str:
         """The full reply to ``messages`` (the same input always gives the same reply)."""
         last_human = next((m for m in reversed(messages) if isinstance(m, HumanMessage)), None)
-        said = last_human.text.strip() if last_human is not None else ""
+        is_starter = last_human is not None and last_human.additional_kwargs.get(STARTER_FLAG)
+        said = last_human.text.strip() if last_human is not None and not is_starter else ""
         intro = gettext(
             "I am the offline demo model of pyhub_ai, not a real AI. To talk to a real model, "
             "set OPENAI_API_KEY (or OPENAI_BASE_URL for an OpenAI-compatible server) and restart."

@@ -41,6 +41,13 @@ class Conversation(models.Model):
         help_text=_("The key DjangoChatMessageHistory(session_id=...) addresses this conversation by."),
     )
     metadata = models.JSONField(_("metadata"), default=dict, blank=True)
+    expires_at = models.DateTimeField(
+        _("expires at"),
+        null=True,
+        blank=True,
+        db_index=True,
+        help_text=_("When pyhub_ai_prune may delete it; pushed back on every turn when PYHUB_AI_CONVERSATION_TTL is set."),
+    )
     input_tokens = models.PositiveBigIntegerField(_("input tokens"), default=0)
     output_tokens = models.PositiveBigIntegerField(_("output tokens"), default=0)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
@@ -109,6 +116,16 @@ class ConversationMessage(models.Model):
         help_text=_("Hidden messages (the conversation starter) go to the model but not to the page."),
     )
     turn_id = models.UUIDField(_("turn"), null=True, blank=True)
+    idempotency_key = models.CharField(
+        _("idempotency key"),
+        max_length=64,
+        blank=True,
+        default="",
+        help_text=_("Sent by the client with a message, so a resent frame does not start a second turn."),
+    )
+    token_count = models.PositiveIntegerField(
+        _("token count"), default=0, help_text=_("Estimated when the message is stored; used by the history window.")
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
@@ -118,6 +135,13 @@ class ConversationMessage(models.Model):
         indexes = [
             # "The last N messages of this thread" is one range scan of this index, backwards.
             models.Index(fields=["conversation", "user", "visitor_key", "-id"], name="pyhub_ai_msg_thread_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "user", "visitor_key", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="pyhub_ai_msg_idempotency_key",
+            ),
         ]
 
     def __str__(self) -> str:

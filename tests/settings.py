@@ -12,7 +12,9 @@ PYHUB_AI_OFFLINE_MODEL_DELAY = 0
 # A file test database: channels' connection cleanup and the live daphne server need one.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     (BASE_DIR / "var").mkdir(exist_ok=True)
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test_db.sqlite3")}
+    # One file per test process (inherited by its live daphne children), so runs never collide.
+    os.environ.setdefault("PYHUB_AI_TEST_DB", str(BASE_DIR / "var" / f"test_db_{os.getpid()}.sqlite3"))
+    DATABASES["default"]["TEST"] = {"NAME": os.environ["PYHUB_AI_TEST_DB"]}
 
 # The live daphne server of the browser tests (tests/live_server.py) opens the test database.
 if os.environ.get("PYHUB_AI_TEST_USE_TEST_DB") == "1":

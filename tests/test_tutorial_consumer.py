@@ -48,7 +48,7 @@ async def test_new_room_starts_with_the_hidden_first_message_and_streams_the_rep
     assert isinstance(prompt[0], SystemMessage)
     assert "중국어로 대화를 나눕시다" in prompt[0].content
     assert "스타벅스에서 커피를 주문하는 상황" in prompt[0].content and "초급" in prompt[0].content
-    assert prompt[1:] == [HumanMessage(content="첫 문장으로 대화를 시작해주세요.")]
+    assert [(m.type, m.content) for m in prompt[1:]] == [("human", "첫 문장으로 대화를 시작해주세요.")]
     await communicator.disconnect()
 
 

@@ -11,6 +11,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 
 from ..display import message_object
 from ..history import Turn
+from ..llm import STARTER_FLAG
 from ..models import ConversationMessage
 from .protocol import FrameError
 
@@ -45,7 +46,8 @@ class ChatMixin:
         """
         first_message = self.get_llm_first_user_message()
         if first_message and not await self.get_history().ahas_messages():
-            self._turn_task = asyncio.create_task(self.run_turn(HumanMessage(content=first_message), visible=False))
+            starter = HumanMessage(content=first_message, additional_kwargs={STARTER_FLAG: True})
+            self._turn_task = asyncio.create_task(self.run_turn(starter, visible=False))
 
     async def cancel_turn(self) -> None:
         """Stop the running turn (if any) and wait until its partial reply is stored."""
