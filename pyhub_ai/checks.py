@@ -1,12 +1,14 @@
 """System checks for pyhub_ai's settings. Each message names the fix."""
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
+from django.utils.module_loading import import_string
 
-from .conf import NUMERIC_SETTINGS
+from .conf import NUMERIC_SETTINGS, OPTIONAL_NUMERIC_SETTINGS, conf
 from .llm import has_llm_credentials
 
 
@@ -14,10 +16,13 @@ from .llm import has_llm_credentials
 def check_numeric_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """pyhub_ai.E001: a numeric PYHUB_AI_* setting has the wrong type or is too small."""
     errors = []
-    for name, expected, minimum in NUMERIC_SETTINGS:
+    optional = {name for name, _, _ in OPTIONAL_NUMERIC_SETTINGS}
+    for name, expected, minimum in NUMERIC_SETTINGS + OPTIONAL_NUMERIC_SETTINGS:
         if not hasattr(settings, name):
             continue
         value = getattr(settings, name)
+        if value is None and name in optional:
+            continue
         if isinstance(value, bool) or not isinstance(value, expected) or value < minimum:
             kind = "an integer" if expected is int else "a number"
             errors.append(
@@ -56,5 +61,45 @@ def check_llm_credentials(app_configs: Any = None, **kwargs: Any) -> list[Warnin
             hint="Set the OPENAI_API_KEY environment variable (or setting), or OPENAI_BASE_URL for an "
             "OpenAI-compatible server, or set llm_openai_api_key on your consumer.",
             id="pyhub_ai.W001",
+        )
+    ]
+
+
+@register(Tags.compatibility)
+def check_conversation_ttl(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """pyhub_ai.E003: PYHUB_AI_CONVERSATION_TTL is not a positive timedelta or number of seconds."""
+    value = getattr(settings, "PYHUB_AI_CONVERSATION_TTL", None)
+    if value is None:
+        return []
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if not isinstance(seconds, bool) and isinstance(seconds, (int, float)) and seconds > 0:
+        return []
+    return [
+        Error(
+            f"PYHUB_AI_CONVERSATION_TTL must be a positive timedelta or number of seconds, not {value!r}.",
+            hint="For example PYHUB_AI_CONVERSATION_TTL = timedelta(days=30), or None to keep conversations.",
+            id="pyhub_ai.E003",
+        )
+    ]
+
+
+@register(Tags.compatibility)
+def check_token_counter(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """pyhub_ai.E004: PYHUB_AI_TOKEN_COUNTER does not name an importable callable."""
+    path = conf.TOKEN_COUNTER
+    try:
+        counter = import_string(path)
+    except ImportError as exc:
+        counter, reason = None, str(exc)
+    else:
+        reason = "it is not callable"
+    if callable(counter):
+        return []
+    return [
+        Error(
+            f"PYHUB_AI_TOKEN_COUNTER = {path!r} cannot be used: {reason}.",
+            hint="Give the dotted path of a callable(message) -> int, or remove the setting to use "
+            "pyhub_ai.tokens.approximate_token_count.",
+            id="pyhub_ai.E004",
         )
     ]

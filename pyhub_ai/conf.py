@@ -75,3 +75,8 @@ NUMERIC_SETTINGS: tuple[tuple[str, type | tuple[type, ...], float], ...] = (
     ("PYHUB_AI_MAX_MESSAGE_LENGTH", int, 1),
     ("PYHUB_AI_OFFLINE_MODEL_DELAY", (int, float), 0),
 )
+
+#: Numeric settings that may also be ``None`` (their default).
+OPTIONAL_NUMERIC_SETTINGS: tuple[tuple[str, type | tuple[type, ...], float], ...] = (
+    ("PYHUB_AI_HISTORY_MAX_TOKENS", int, 1),
+)

@@ -21,11 +21,19 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from langchain_core.chat_history import BaseChatMessageHistory
-from langchain_core.messages import AIMessage, BaseMessage, BaseMessageChunk, HumanMessage, message_chunk_to_message
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    BaseMessageChunk,
+    HumanMessage,
+    ToolMessage,
+    message_chunk_to_message,
+)
 
 from . import codec
 from .conf import conf
 from .models import Conversation, ConversationMessage
+from .tokens import count_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +54,14 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
 
     Give either ``session_id`` (a conversation with that key is created on the first write)
     or ``conversation`` (an instance or a pk). ``user`` or ``visitor_key`` selects whose thread
-    of an owner-less conversation this is. ``max_messages`` windows what ``messages`` returns
-    (the newest N, oldest first); ``None`` returns the whole thread. Messages whose status is
-    not ``complete`` (failed or interrupted replies) are left out unless ``include_failed``.
+    of an owner-less conversation this is.
+
+    ``max_messages`` and ``max_tokens`` window what ``messages`` returns: the newest messages
+    that fit both, oldest first, read with one indexed query whose cost does not grow with the
+    thread. The window starts on a human message where it can, so it never begins with a
+    tool result cut off from its call, nor splits a tool call from its results. ``None`` for
+    both returns the whole thread. Failed or interrupted replies are left out unless
+    ``include_failed``.
     """
 
     def __init__(
@@ -59,6 +72,7 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         user: Any = None,
         visitor_key: str = "",
         max_messages: int | None = None,
+        max_tokens: int | None = None,
         include_failed: bool = False,
     ) -> None:
         if (session_id is None) == (conversation is None):
@@ -68,6 +82,7 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         self.user_id = getattr(user, "pk", None) if user is not None and user.is_authenticated else None
         self.visitor_key = "" if self.user_id else visitor_key
         self.max_messages = max_messages
+        self.max_tokens = max_tokens
         self.include_failed = include_failed
 
     # -- LangChain's interface -------------------------------------------------------------
@@ -89,10 +104,14 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         """Store ``messages`` as complete, in one bulk insert."""
         conversation_id = self._conversation_id or self._get_or_create_conversation_id()
         ConversationMessage.objects.bulk_create(self._rows(conversation_id, messages))
+        if conf.CONVERSATION_TTL:
+            Conversation.objects.filter(pk=conversation_id).update(**_activity_fields())
 
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
         conversation_id = self._conversation_id or await self._aget_or_create_conversation_id()
         await ConversationMessage.objects.abulk_create(self._rows(conversation_id, messages))
+        if conf.CONVERSATION_TTL:
+            await Conversation.objects.filter(pk=conversation_id).aupdate(**_activity_fields())
 
     def clear(self) -> None:
         """Delete this thread's messages (other users' threads are kept)."""
@@ -148,6 +167,7 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         and add its token usage to the conversation's totals."""
         turn.ai.content = codec.encode(ai_message)
         turn.ai.status = status
+        turn.ai.token_count = count_tokens(ai_message)
         usage = ai_message.usage_metadata or {}
         await sync_to_async(_finish_turn_rows)(turn.ai, usage.get("input_tokens", 0), usage.get("output_tokens", 0))
 
@@ -163,19 +183,21 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         queryset = self._thread_queryset(conversation_id)
         if not self.include_failed:
             queryset = queryset.filter(status=Status.COMPLETE)
-        queryset = queryset.only("pk", "content").order_by("-pk")
+        queryset = queryset.only("pk", "content", "token_count").order_by("-pk")
         if self.max_messages is not None:
             queryset = queryset[: self.max_messages]
         return queryset
 
     def _decode_window(self, newest_first: list[ConversationMessage]) -> list[BaseMessage]:
+        if self.max_tokens is not None:
+            newest_first = _within_budget(newest_first, self.max_tokens)
         messages = []
         for row in reversed(newest_first):
             try:
                 messages.append(row.message)
             except codec.CodecError:
                 logger.warning("Skipping unreadable stored message #%s.", row.pk, exc_info=True)
-        if self.max_messages is not None:
+        if self.max_messages is not None or self.max_tokens is not None:
             messages = _start_on_human(messages)
         return messages
 
@@ -210,20 +232,44 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         return conversation.pk
 
 
+def _within_budget(newest_first: list[ConversationMessage], max_tokens: int) -> list[ConversationMessage]:
+    """The newest rows whose stored token counts add up to at most ``max_tokens``."""
+    total = 0
+    for index, row in enumerate(newest_first):
+        total += row.token_count
+        if total > max_tokens:
+            return newest_first[:index]
+    return newest_first
+
+
 def _start_on_human(messages: list[BaseMessage]) -> list[BaseMessage]:
-    """Drop a window's leading non-human messages (a cut-off reply or orphan tool result)."""
+    """Cut a window's head so it starts on a human message.
+
+    Without a human message in the window, it starts on the first message that is not a tool
+    result, so no tool result is ever sent without the call that asked for it.
+    """
     for index, message in enumerate(messages):
         if isinstance(message, HumanMessage):
             return messages[index:]
-    return messages
+    for index, message in enumerate(messages):
+        if not isinstance(message, ToolMessage):
+            return messages[index:]
+    return []
 
 
 def _finish_turn_rows(ai_row: ConversationMessage, input_tokens: int, output_tokens: int) -> None:
     """The AI row and the conversation's totals change together or not at all."""
     with transaction.atomic():
-        ai_row.save(update_fields=["content", "status"])
+        ai_row.save(update_fields=["content", "status", "token_count"])
         Conversation.objects.filter(pk=ai_row.conversation_id).update(
             input_tokens=F("input_tokens") + input_tokens,
             output_tokens=F("output_tokens") + output_tokens,
-            updated_at=timezone.now(),
+            **_activity_fields(),
         )
+
+
+def _activity_fields() -> dict[str, Any]:
+    """``updated_at`` now, and ``expires_at`` pushed back when a conversation TTL is set."""
+    now = timezone.now()
+    ttl = conf.CONVERSATION_TTL
+    return {"updated_at": now, **({"expires_at": now + ttl} if ttl else {})}

@@ -14,6 +14,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from . import codec
+from .tokens import count_tokens
 
 if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
@@ -155,7 +156,7 @@ class ConversationMessage(models.Model):
     @classmethod
     def from_message(cls, message: BaseMessage, **fields: Any) -> ConversationMessage:
         """An unsaved row for ``message``; ``fields`` sets the thread, status, turn and so on."""
-        return cls(role=role_of(message), content=codec.encode(message), **fields)
+        return cls(role=role_of(message), content=codec.encode(message), token_count=count_tokens(message), **fields)
 
 
 _ROLE_BY_TYPE = {

@@ -25,6 +25,8 @@ class ConversationMixin:
 
     scope: dict[str, Any]
     conversation: Conversation | None = None
+    history_max_messages: int | None = None
+    history_max_tokens: int | None = None
     _visitor_key: str | None = None
 
     def get_user(self) -> Any:
@@ -90,8 +92,18 @@ class ConversationMixin:
         return self._visitor_key
 
     def get_history_max_messages(self) -> int:
-        """How many stored messages go into a prompt (``PYHUB_AI_HISTORY_MAX_MESSAGES``)."""
-        return conf.HISTORY_MAX_MESSAGES
+        """How many stored messages (at most) go into a prompt.
+
+        ``history_max_messages``, else the ``PYHUB_AI_HISTORY_MAX_MESSAGES`` setting.
+        """
+        return self.history_max_messages or conf.HISTORY_MAX_MESSAGES
+
+    def get_history_max_tokens(self) -> int | None:
+        """The history's token budget in a prompt (``None``: no budget).
+
+        ``history_max_tokens``, else the ``PYHUB_AI_HISTORY_MAX_TOKENS`` setting.
+        """
+        return self.history_max_tokens or conf.HISTORY_MAX_TOKENS
 
     def get_history(self) -> DjangoChatMessageHistory:
         """The storage of the connected visitor's thread of ``self.conversation``."""
@@ -100,6 +112,8 @@ class ConversationMixin:
             user=self.get_user(),
             visitor_key=self.get_visitor_key(),
             max_messages=self.get_history_max_messages(),
+            max_tokens=self.get_history_max_tokens(),
+            include_failed=conf.HISTORY_INCLUDE_FAILED,
         )
 
     async def aget_previous_messages(self) -> list:
