@@ -61,6 +61,11 @@ class Settings:
         return getattr(settings, "PYHUB_AI_MAX_MESSAGE_LENGTH", 32_000)
 
     @property
+    def TURN_LOCK_WAIT(self) -> float:
+        """Seconds a turn waits for another turn of the same thread (another tab) to finish."""
+        return getattr(settings, "PYHUB_AI_TURN_LOCK_WAIT", 120)
+
+    @property
     def OFFLINE_MODEL_DELAY(self) -> float:
         """Seconds the offline demo model waits between streamed words (0 in tests)."""
         return getattr(settings, "PYHUB_AI_OFFLINE_MODEL_DELAY", 0.03)
@@ -74,6 +79,7 @@ NUMERIC_SETTINGS: tuple[tuple[str, type | tuple[type, ...], float], ...] = (
     ("PYHUB_AI_HISTORY_PAGE_SIZE", int, 1),
     ("PYHUB_AI_MAX_MESSAGE_LENGTH", int, 1),
     ("PYHUB_AI_OFFLINE_MODEL_DELAY", (int, float), 0),
+    ("PYHUB_AI_TURN_LOCK_WAIT", (int, float), 0),
 )
 
 #: Numeric settings that may also be ``None`` (their default).

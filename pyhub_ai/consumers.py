@@ -69,7 +69,7 @@ class BaseAgentChatConsumer(ChatMixin, LLMMixin, FrameProtocolMixin, Conversatio
         try:
             frame = self.parse_client_frame(content)
             if frame.type == "user_message":
-                await self.start_turn(frame.text)
+                await self.start_turn(frame.text, frame.idempotency_key)
             elif frame.type == "load_history":
                 await self.send_history_page(before=frame.before)
         except FrameError as error:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 from langchain_core.chat_history import BaseChatMessageHistory
@@ -38,6 +38,14 @@ from .tokens import count_tokens
 logger = logging.getLogger(__name__)
 
 Status = ConversationMessage.Status
+
+
+class DuplicateMessage(Exception):
+    """A message with this idempotency key is already stored in the thread (``existing``)."""
+
+    def __init__(self, existing: ConversationMessage) -> None:
+        super().__init__(f"message #{existing.pk} has this idempotency key")
+        self.existing = existing
 
 
 @dataclass
@@ -149,17 +157,27 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
             return False
         return await self._thread_queryset(conversation_id).aexists()
 
-    async def astart_turn(self, human_message: HumanMessage, *, visible: bool = True) -> Turn:
+    async def astart_turn(self, human_message: HumanMessage, *, visible: bool = True, idempotency_key: str = "") -> Turn:
         """Store the human message and an empty ``streaming`` AI placeholder, in one insert.
 
-        The human message is stored before the model is called, so it is never lost.
+        The human message is stored before the model is called, so it is never lost. If the
+        thread already has a message with ``idempotency_key``, nothing is stored and
+        ``DuplicateMessage`` is raised.
         """
         conversation_id = self._conversation_id or await self._aget_or_create_conversation_id()
         turn_id = uuid.uuid4()
         thread = self._thread_fields(conversation_id)
-        human = ConversationMessage.from_message(human_message, turn_id=turn_id, visible=visible, **thread)
+        human = ConversationMessage.from_message(
+            human_message, turn_id=turn_id, visible=visible, idempotency_key=idempotency_key, **thread
+        )
         ai = ConversationMessage.from_message(AIMessage(content=""), turn_id=turn_id, status=Status.STREAMING, **thread)
-        await ConversationMessage.objects.abulk_create([human, ai])
+        try:
+            await ConversationMessage.objects.abulk_create([human, ai])  # one INSERT: both rows or neither
+        except IntegrityError:
+            if not idempotency_key:
+                raise
+            existing = await self._thread_queryset(conversation_id).aget(idempotency_key=idempotency_key)
+            raise DuplicateMessage(existing) from None
         return Turn(turn_id=turn_id, human=human, ai=ai)
 
     async def afinish_turn(self, turn: Turn, ai_message: AIMessage, status: str = Status.COMPLETE) -> None:

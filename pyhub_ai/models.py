@@ -172,3 +172,18 @@ def role_of(message: BaseMessage) -> str:
     """The stored role of a LangChain message ("AIMessageChunk" counts as "ai")."""
     message_type = message.type.removesuffix("MessageChunk").lower()
     return _ROLE_BY_TYPE.get(message_type, ConversationMessage.Role.HUMAN)
+
+
+class ThreadLock(models.Model):
+    """A lease that lets one turn at a time run in a conversation thread (see ``pyhub_ai.locks``)."""
+
+    key = models.CharField(_("thread"), max_length=200, primary_key=True)
+    token = models.CharField(_("holder"), max_length=32)
+    expires_at = models.DateTimeField(_("expires at"))
+
+    class Meta:
+        verbose_name = _("thread lock")
+        verbose_name_plural = _("thread locks")
+
+    def __str__(self) -> str:
+        return self.key

@@ -1,4 +1,9 @@
-"""Test settings: the demo project's, with a file SQLite test database and fast hashing."""
+"""Test settings: the demo project's, with a named test database and fast hashing.
+
+DATABASE_URL and REDIS_URL (read by mysite/settings.py) choose the database and the channel
+layer: SQLite and the in-memory layer by default; scripts/test.sh runs the unit suite a second
+time on PostgreSQL with the Redis channel layer.
+"""
 import os
 
 from mysite.settings import *  # noqa: F403
@@ -9,14 +14,22 @@ DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 PYHUB_AI_OFFLINE_MODEL_DELAY = 0
 
-# A file test database: channels' connection cleanup and the live daphne server need one.
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+# The test database, named explicitly and once per test process: its live daphne children
+# (tests/live_server.py sets PYHUB_AI_TEST_USE_TEST_DB=1) inherit the variable below and open the
+# same database, and concurrent runs never collide.
+_default = DATABASES["default"]
+if _default["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not SQLite's in-memory default: channels' connection cleanup and the live daphne
+    # server need one.
     (BASE_DIR / "var").mkdir(exist_ok=True)
-    # One file per test process (inherited by its live daphne children), so runs never collide.
     os.environ.setdefault("PYHUB_AI_TEST_DB", str(BASE_DIR / "var" / f"test_db_{os.getpid()}.sqlite3"))
-    DATABASES["default"]["TEST"] = {"NAME": os.environ["PYHUB_AI_TEST_DB"]}
+    _default["TEST"] = {**_default.get("TEST", {}), "NAME": os.environ["PYHUB_AI_TEST_DB"]}
+else:
+    # PostgreSQL (scripts/test.sh gives DATABASE_URL=$PYHUB_AI_TEST_POSTGRES_URL) or another server.
+    os.environ.setdefault("PYHUB_AI_TEST_DB_NAME", f"test_{_default['NAME'] or 'pyhub_ai'}_{os.getpid()}")
+    _default["TEST"] = {**_default.get("TEST", {}), "NAME": os.environ["PYHUB_AI_TEST_DB_NAME"]}
 
 # The live daphne server of the browser tests (tests/live_server.py) opens the test database.
 if os.environ.get("PYHUB_AI_TEST_USE_TEST_DB") == "1":
-    DATABASES["default"]["NAME"] = DATABASES["default"].get("TEST", {}).get("NAME") or "test_" + DATABASES["default"]["NAME"]
+    _default["NAME"] = _default["TEST"]["NAME"]
 SILENCED_SYSTEM_CHECKS = ["pyhub_ai.W001"]

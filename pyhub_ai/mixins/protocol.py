@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,9 @@ from ..models import ConversationMessage
 logger = logging.getLogger("pyhub_ai.protocol")
 
 PROTOCOL_VERSION = 1
+
+#: What a client-chosen idempotency key may look like (a UUID fits).
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 #: Close codes (docs/protocol.md).
 CLOSE_NOT_SIGNED_IN = 4401
@@ -39,6 +43,7 @@ class ClientFrame:
     type: str
     text: str = ""
     before: int | None = None
+    idempotency_key: str = ""
 
 
 class FrameProtocolMixin:
@@ -79,7 +84,10 @@ class FrameProtocolMixin:
                     gettext("The message is too long (at most %(limit)d characters).") % {"limit": limit},
                     f"{len(text)} characters",
                 )
-            return ClientFrame(type="user_message", text=text)
+            key = content.get("idempotency_key", "")
+            if not isinstance(key, str) or not IDEMPOTENCY_KEY.fullmatch(key or "x"):
+                raise FrameError("invalid_frame", gettext("The message could not be read."), f"bad idempotency_key: {key!r}")
+            return ClientFrame(type="user_message", text=text, idempotency_key=key)
         if frame_type == "load_history":
             before = content.get("before")
             if not isinstance(before, int) or isinstance(before, bool) or before < 1:

@@ -1,0 +1,67 @@
+"""One turn at a time per conversation thread, across tabs, processes and machines.
+
+A turn holds a lease: a ``ThreadLock`` row keyed by the thread, created (or taken over once
+expired) with one query and deleted when the turn ends. It works the same on SQLite and
+PostgreSQL, needs no open transaction while the model streams, and a worker killed mid-turn
+only blocks its thread until the lease expires. While a turn runs, the lease is renewed.
+"""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from django.db import IntegrityError
+from django.utils import timezone
+
+from .models import ThreadLock
+
+#: How long a lease lasts without renewal, and how often a running turn renews it.
+LEASE = timedelta(seconds=30)
+RENEW_EVERY = LEASE.total_seconds() / 3
+
+
+class ThreadBusy(Exception):
+    """Another turn of the same thread kept the lock for longer than the wait allowed."""
+
+
+def thread_key(conversation_id: object, user_id: object, visitor_key: str) -> str:
+    return f"{conversation_id}:{user_id or ''}:{visitor_key}"
+
+
+async def _try_acquire(key: str, token: str) -> bool:
+    now = timezone.now()
+    try:
+        await ThreadLock.objects.acreate(key=key, token=token, expires_at=now + LEASE)
+        return True
+    except IntegrityError:
+        taken_over = await ThreadLock.objects.filter(key=key, expires_at__lt=now).aupdate(token=token, expires_at=now + LEASE)
+        return taken_over == 1
+
+
+async def _renew(key: str, token: str) -> None:
+    while True:
+        await asyncio.sleep(RENEW_EVERY)
+        await ThreadLock.objects.filter(key=key, token=token).aupdate(expires_at=timezone.now() + LEASE)
+
+
+@asynccontextmanager
+async def thread_lock(key: str, wait: float) -> AsyncIterator[None]:
+    """Hold the thread's lock for the body; wait up to ``wait`` seconds, else ``ThreadBusy``."""
+    token = uuid.uuid4().hex
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    pause = 0.02
+    while not await _try_acquire(key, token):
+        if loop.time() >= deadline:
+            raise ThreadBusy(key)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.25)
+    renewal = asyncio.create_task(_renew(key, token))
+    try:
+        yield
+    finally:
+        renewal.cancel()
+        await asyncio.shield(ThreadLock.objects.filter(key=key, token=token).adelete())

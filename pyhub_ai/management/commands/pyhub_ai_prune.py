@@ -1,0 +1,82 @@
+"""``manage.py pyhub_ai_prune``: delete expired (and, optionally, long-idle) conversations.
+
+Deletes in batches of primary keys, each its own short transaction, so pruning a huge table
+never holds locks for long. Messages go with their conversations.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+from datetime import timedelta
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from pyhub_ai.models import Conversation, ConversationMessage
+
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(value: str) -> timedelta:
+    """``30d`` -> 30 days; the units are s, m, h, d and w."""
+    match = re.fullmatch(r"(\d+)([smhdw])", value.strip())
+    if not match or int(match[1]) == 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive whole number and a unit (s, m, h, d or w), like 30d or 12h; got {value!r}."
+        )
+    return timedelta(**{_UNITS[match[2]]: int(match[1])})
+
+
+class Command(BaseCommand):
+    help = (
+        "Delete conversations whose expires_at has passed and, with --older-than, those not "
+        "updated for that long. Their messages are deleted with them."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--older-than",
+            type=parse_duration,
+            metavar="AGE",
+            help="Also delete conversations last updated longer ago than AGE: a number and a unit "
+            "(s, m, h, d or w), like 30d.",
+        )
+        parser.add_argument("--dry-run", action="store_true", help="Only report what would be deleted.")
+        parser.add_argument(
+            "--batch-size", type=int, default=500, help="Conversations deleted per transaction (default 500)."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        conversations = self.get_queryset(options["older_than"])
+        if options["dry_run"]:
+            messages = ConversationMessage.objects.filter(conversation__in=conversations.values("pk")).count()
+            self.stdout.write(f"Would delete {conversations.count()} conversations and {messages} messages.")
+            return
+        deleted, messages, batches = self.perform_delete(conversations, max(options["batch_size"], 1))
+        self.stdout.write(f"Deleted {deleted} conversations and {messages} messages in {batches} batches.")
+
+    def get_queryset(self, older_than: timedelta | None) -> QuerySet[Conversation]:
+        """The conversations to prune, judged against one ``now``."""
+        now = timezone.now()
+        condition = Q(expires_at__lte=now)
+        if older_than is not None:
+            condition |= Q(updated_at__lt=now - older_than)
+        return Conversation.objects.filter(condition).order_by("pk")
+
+    def perform_delete(self, conversations: QuerySet[Conversation], batch_size: int) -> tuple[int, int, int]:
+        """Delete in batches of pks; returns (conversations, messages, batches)."""
+        deleted = messages = batches = 0
+        last_pk = None
+        while True:
+            batch = conversations if last_pk is None else conversations.filter(pk__gt=last_pk)
+            pks = list(batch.values_list("pk", flat=True)[:batch_size])
+            if not pks:
+                return deleted, messages, batches
+            last_pk = pks[-1]
+            # Filtered again: a conversation active since the pks were read is spared.
+            _, per_model = conversations.filter(pk__in=pks).delete()
+            deleted += per_model.get(Conversation._meta.label, 0)
+            messages += per_model.get(ConversationMessage._meta.label, 0)
+            batches += 1

@@ -1,0 +1,161 @@
+"""Turns you can trust: idempotent resends, serialised concurrent turns, sliding expiry."""
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from langchain_core.messages import AIMessage, HumanMessage
+
+from pyhub_ai.models import Conversation, ConversationMessage, ThreadLock
+
+from .conftest import SlowFakeChatModel, fake_model
+from .test_tutorial_consumer import connect, receive_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def stored(conversation):
+    return [
+        (row.role, row.message.content, row.status)
+        async for row in ConversationMessage.objects.filter(conversation=conversation).order_by("pk")
+    ]
+
+
+async def test_a_resent_frame_with_the_same_idempotency_key_does_not_start_a_second_turn(user_a, use_model):
+    model = use_model(fake_model("only once", "never"))
+    conversation = await Conversation.objects.acreate(user=user_a)
+    communicator = await connect(conversation.pk, user_a, route="plain")
+    await receive_until(communicator, "history")
+    frame = {"type": "user_message", "text": "hello", "idempotency_key": "c0ffee-1"}
+
+    await communicator.send_json_to(frame)
+    first = await receive_until(communicator, "stream_end")
+    await communicator.send_json_to(frame)
+    echo = await communicator.receive_json_from()
+
+    assert echo["type"] == "message" and echo["duplicate"] is True
+    assert echo["message"]["id"] == first[0]["message"]["id"]
+    assert await communicator.receive_nothing(timeout=0.2)
+    assert await stored(conversation) == [("human", "hello", "complete"), ("ai", "only once", "complete")]
+    assert len(model.calls) == 1
+    await communicator.disconnect()
+
+
+async def test_the_same_idempotency_key_in_another_users_thread_is_a_new_message(user_a, user_b, use_model):
+    use_model(fake_model("for alice", "for bob"))
+    conversation = await Conversation.objects.acreate()
+    for user in (user_a, user_b):
+        communicator = await connect(conversation.pk, user, route="plain")
+        await receive_until(communicator, "history")
+        await communicator.send_json_to({"type": "user_message", "text": "hi", "idempotency_key": "same-key"})
+        await receive_until(communicator, "stream_end")
+        await communicator.disconnect()
+    assert await ConversationMessage.objects.filter(conversation=conversation).acount() == 4
+
+
+async def test_a_malformed_idempotency_key_is_refused(user_a, use_model):
+    use_model(fake_model("unused"))
+    conversation = await Conversation.objects.acreate(user=user_a)
+    communicator = await connect(conversation.pk, user_a, route="plain")
+    await receive_until(communicator, "history")
+    await communicator.send_json_to({"type": "user_message", "text": "hi", "idempotency_key": "x" * 65})
+    assert (await communicator.receive_json_from())["code"] == "invalid_frame"
+    assert await ConversationMessage.objects.acount() == 0
+    await communicator.disconnect()
+
+
+async def test_two_tabs_sending_at_once_get_complete_turns_in_order(user_a, use_model):
+    model = use_model(SlowFakeChatModel(messages=iter([AIMessage(content="first answer"), AIMessage(content="second answer")]), delay=0.05, calls=[]))
+    conversation = await Conversation.objects.acreate(user=user_a)
+    tab_one = await connect(conversation.pk, user_a, route="plain")
+    tab_two = await connect(conversation.pk, user_a, route="plain")
+    await receive_until(tab_one, "history")
+    await receive_until(tab_two, "history")
+
+    await tab_one.send_json_to({"type": "user_message", "text": "from tab one"})
+    await receive_until(tab_one, "stream_start")
+    await tab_two.send_json_to({"type": "user_message", "text": "from tab two"})
+    await asyncio.gather(receive_until(tab_one, "stream_end"), receive_until(tab_two, "stream_end"))
+
+    assert await stored(conversation) == [
+        ("human", "from tab one", "complete"),
+        ("ai", "first answer", "complete"),
+        ("human", "from tab two", "complete"),
+        ("ai", "second answer", "complete"),
+    ]
+    # The second reply was built from the whole first turn, not from a half-written history.
+    assert [(m.type, m.content) for m in model.calls[1]] == [
+        ("human", "from tab one"),
+        ("ai", "first answer"),
+        ("human", "from tab two"),
+    ]
+    assert await ThreadLock.objects.acount() == 0
+    await tab_one.disconnect()
+    await tab_two.disconnect()
+
+
+async def test_a_lock_left_by_a_dead_worker_is_taken_over_once_it_expires(user_a, use_model):
+    use_model(fake_model("after the crash"))
+    conversation = await Conversation.objects.acreate(user=user_a)
+    await ThreadLock.objects.acreate(key=f"{conversation.pk}:{user_a.pk}:", token="dead", expires_at=timezone.now() - timedelta(seconds=1))
+    communicator = await connect(conversation.pk, user_a, route="plain")
+    await receive_until(communicator, "history")
+    await communicator.send_json_to({"type": "user_message", "text": "anyone?"})
+    assert (await receive_until(communicator, "stream_end"))[-1]["message"]["text"] == "after the crash"
+    await communicator.disconnect()
+
+
+async def test_a_turn_waiting_too_long_for_another_gets_a_busy_error_and_stores_nothing(user_a, use_model, settings):
+    settings.PYHUB_AI_TURN_LOCK_WAIT = 0.2
+    use_model(fake_model("unused"))
+    conversation = await Conversation.objects.acreate(user=user_a)
+    await ThreadLock.objects.acreate(key=f"{conversation.pk}:{user_a.pk}:", token="other", expires_at=timezone.now() + timedelta(minutes=1))
+    communicator = await connect(conversation.pk, user_a, route="plain")
+    await receive_until(communicator, "history")
+    await communicator.send_json_to({"type": "user_message", "text": "hello?"})
+    assert (await communicator.receive_json_from())["code"] == "conversation_busy"
+    assert await ConversationMessage.objects.acount() == 0
+    await communicator.disconnect()
+
+
+async def test_each_turn_pushes_the_conversation_expiry_back_when_a_ttl_is_set(user_a, use_model, settings):
+    settings.PYHUB_AI_CONVERSATION_TTL = timedelta(days=30)
+    use_model(fake_model("ok"))
+    conversation = await Conversation.objects.acreate(user=user_a)
+    assert conversation.expires_at is None
+    communicator = await connect(conversation.pk, user_a, route="plain")
+    await receive_until(communicator, "history")
+    await communicator.send_json_to({"type": "user_message", "text": "hi"})
+    await receive_until(communicator, "stream_end")
+    await communicator.disconnect()
+
+    await conversation.arefresh_from_db()
+    assert timedelta(days=29, hours=23) < conversation.expires_at - timezone.now() <= timedelta(days=30)
+
+
+@pytest.mark.parametrize(
+    "include_failed, expected",
+    [
+        (False, [("human", "question"), ("human", "go on")]),
+        (True, [("human", "question"), ("ai", "cut off"), ("human", "go on")]),
+    ],
+)
+async def test_failed_replies_go_into_the_next_prompt_only_when_the_setting_says_so(user_a, use_model, settings, include_failed, expected):
+    settings.PYHUB_AI_HISTORY_INCLUDE_FAILED = include_failed
+    conversation = await Conversation.objects.acreate(user=user_a)
+    await ConversationMessage.objects.abulk_create(
+        [
+            ConversationMessage.from_message(HumanMessage(content="question"), conversation=conversation, user=user_a),
+            ConversationMessage.from_message(AIMessage(content="cut off"), conversation=conversation, user=user_a, status="interrupted"),
+        ]
+    )
+    model = use_model(fake_model("ok"))
+    communicator = await connect(conversation.pk, user_a, route="plain")
+    history = (await receive_until(communicator, "history"))[-1]
+    assert [m["status"] for m in history["messages"]] == ["complete", "interrupted"]  # shown either way
+    await communicator.send_json_to({"type": "user_message", "text": "go on"})
+    await receive_until(communicator, "stream_end")
+    await communicator.disconnect()
+    assert [(m.type, m.content) for m in model.calls[0]] == expected
