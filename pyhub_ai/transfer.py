@@ -58,7 +58,6 @@ MESSAGE_FIELDS = (
     "created_at",
     "content",
 )
-_DATETIME_FIELDS = ("created_at", "updated_at", "expires_at")
 _REQUIRED_VALUES = ("created_at", "updated_at")
 
 
@@ -117,7 +116,8 @@ def export_records(conversations: QuerySet[Conversation], user: Any = None) -> I
 
 
 def markdown_transcript(conversations: QuerySet[Conversation], user: Any = None) -> Iterator[str]:
-    """A readable transcript, a paragraph at a time: each conversation with its visible messages."""
+    """A readable transcript, line by line (no line endings): each conversation, then its visible
+    messages, thread by thread for an owner-less conversation (``user``: see thread_messages)."""
     for conversation in conversations.select_related("user").order_by("pk").iterator():
         yield from _markdown_heading(conversation)
         thread = None
@@ -125,13 +125,13 @@ def markdown_transcript(conversations: QuerySet[Conversation], user: Any = None)
         for row in rows.iterator():
             if conversation.user_id is None and (row.user_id, row.visitor_key) != thread:
                 thread = (row.user_id, row.visitor_key)
-                yield f"### {_thread_label(row)}\n"
-            yield _markdown_message(row) + "\n"
+                yield from (f"### {_thread_label(row)}", "")
+            yield from (_markdown_message(row), "")
 
 
 def _markdown_heading(conversation: Conversation) -> Iterator[str]:
     owner = conversation.user.get_username() if conversation.user_id else "none (each user has a private thread)"
-    yield f"## {conversation.title or f'Conversation #{conversation.pk}'}\n"
+    yield from (f"## {conversation.title or f'Conversation #{conversation.pk}'}", "")
     yield f"- Owner: {owner}"
     yield f"- Created: {_when(conversation.created_at)}"
     yield f"- Updated: {_when(conversation.updated_at)}"
@@ -141,7 +141,9 @@ def _markdown_heading(conversation: Conversation) -> Iterator[str]:
 
 
 def _when(value: Any) -> str:
-    return f"{timezone.localtime(value):%Y-%m-%d %H:%M:%S %Z}" if timezone.is_aware(value) else f"{value:%Y-%m-%d %H:%M:%S}"
+    if timezone.is_aware(value):
+        value = timezone.localtime(value)
+    return f"{value:%Y-%m-%d %H:%M:%S %Z}".rstrip()
 
 
 def _thread_label(row: ConversationMessage) -> str:
@@ -250,7 +252,7 @@ def _check_record(record: dict[str, Any], conversation_ids: set[int], summary: E
             summary.session_ids.add(conversation.session_id)
     elif kind == "message":
         message_from_record(record)
-        if record["conversation"] not in conversation_ids:
+        if not isinstance(record["conversation"], int) or record["conversation"] not in conversation_ids:
             raise TransferError(f"message of conversation {record['conversation']!r}, whose record does not come before it.")
         codec.decode(record["content"])
         summary.messages += 1

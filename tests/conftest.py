@@ -22,6 +22,21 @@ def user_b(django_user_model):
     return django_user_model.objects.create_user(username="bob", password="bob-pass-123")
 
 
+@pytest.fixture(autouse=True)
+def _close_async_orm_connections() -> Iterator[None]:
+    """After each test, close the database connections of the async ORM's worker thread.
+
+    Async tests run the ORM (and channels' ``database_sync_to_async``) in asgiref's single
+    thread-sensitive executor thread, whose connections nobody closes. On PostgreSQL a leftover
+    one makes ``DROP DATABASE`` of the test database wait 5 s and then fail.
+    """
+    yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=30)
+
+
 class RecordingFakeChatModel(GenericFakeChatModel):
     """A fake streaming model that records every prompt it was sent (``calls``)."""
 

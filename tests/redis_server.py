@@ -28,7 +28,7 @@ def _free_port() -> int:
 def _wait_for_ping(url: str, process: subprocess.Popen, log: Path) -> None:
     import redis
 
-    client = redis.Redis.from_url(url)
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while True:
         try:
@@ -37,7 +37,8 @@ def _wait_for_ping(url: str, process: subprocess.Popen, log: Path) -> None:
         except redis.ConnectionError:
             pass
         if process.poll() is not None:
-            raise RuntimeError(f"redis-server exited with status {process.returncode}:\n{log.read_text()}")
+            output = log.read_text() if log.exists() else ""
+            raise RuntimeError(f"redis-server exited with status {process.returncode}:\n{output}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"redis-server did not answer PING within {STARTUP_TIMEOUT} seconds.")
         time.sleep(0.05)
@@ -59,8 +60,12 @@ def redis_url(tmp_path_factory) -> Iterator[str]:
     directory = tmp_path_factory.mktemp("redis")
     log = directory / "redis.log"
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--daemonize", "no", "--dir", str(directory), "--logfile", str(log)],
+        [
+            binary,
+            *("--port", str(port), "--bind", "127.0.0.1"),
+            *("--save", "", "--appendonly", "no", "--daemonize", "no"),
+            *("--dir", str(directory), "--logfile", str(log)),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

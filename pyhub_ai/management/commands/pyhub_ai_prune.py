@@ -5,12 +5,11 @@ never holds locks for long. Messages go with their conversations.
 """
 from __future__ import annotations
 
-import argparse
 import re
 from datetime import timedelta
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -23,8 +22,8 @@ def parse_duration(value: str) -> timedelta:
     """``30d`` -> 30 days; the units are s, m, h, d and w."""
     match = re.fullmatch(r"(\d+)([smhdw])", value.strip())
     if not match or int(match[1]) == 0:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive whole number and a unit (s, m, h, d or w), like 30d or 12h; got {value!r}."
+        raise CommandError(
+            f"--older-than expects a positive whole number and a unit (s, m, h, d or w), like 30d or 12h; got {value!r}."
         )
     return timedelta(**{_UNITS[match[2]]: int(match[1])})
 
@@ -38,7 +37,6 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--older-than",
-            type=parse_duration,
             metavar="AGE",
             help="Also delete conversations last updated longer ago than AGE: a number and a unit "
             "(s, m, h, d or w), like 30d.",
@@ -49,7 +47,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        conversations = self.get_queryset(options["older_than"])
+        older_than = parse_duration(options["older_than"]) if options["older_than"] else None
+        conversations = self.get_queryset(older_than)
         if options["dry_run"]:
             messages = ConversationMessage.objects.filter(conversation__in=conversations.values("pk")).count()
             self.stdout.write(f"Would delete {conversations.count()} conversations and {messages} messages.")
