@@ -24,11 +24,12 @@ from django.core.exceptions import ValidationError
 from django.db import connections, router
 from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
-from langchain_core.messages import AIMessage, BaseMessage, BaseMessageChunk, ToolMessage, message_chunk_to_message
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
 from . import codec
-from .conf import conf
+
 from .display import message_text
+from .history import DjangoChatMessageHistory
 from .models import Conversation, ConversationMessage, role_of
 from .tokens import count_tokens
 
@@ -393,23 +394,15 @@ def read_redis_history(client: Any, key: str) -> list[BaseMessage]:
             message = codec.decode(item.decode("utf-8"))
         except (codec.CodecError, UnicodeDecodeError) as exc:
             raise TransferError(f"{key} item {index} (oldest first): {exc}") from exc
-        messages.append(message_chunk_to_message(message) if isinstance(message, BaseMessageChunk) else message)
+        messages.append(message)
     return messages
 
 
-def store_messages(conversation: Conversation, messages: Sequence[BaseMessage], batch_size: int = 1000) -> int:
+def store_messages(conversation: Conversation, messages: Sequence[BaseMessage]) -> int:
     """Append ``messages`` as complete rows to the owner's thread (for an owner-less one: no user,
     the thread ``DjangoChatMessageHistory(session_id)`` reads)."""
-    rows = []
-    for message in messages:
-        row = ConversationMessage.from_message(message, conversation=conversation, user_id=conversation.user_id)
-        row.token_count = count_tokens(message)
-        rows.append(row)
-    ConversationMessage.objects.bulk_create(rows, batch_size=batch_size)
-    # As DjangoChatMessageHistory.add_messages does: the conversation was active just now.
-    now, ttl = timezone.now(), conf.CONVERSATION_TTL
-    Conversation.objects.filter(pk=conversation.pk).update(updated_at=now, **({"expires_at": now + ttl} if ttl else {}))
-    return len(rows)
+    DjangoChatMessageHistory(conversation=conversation, user=conversation.user).add_messages(messages)
+    return len(messages)
 
 
 # -- django-pyhub-ai rows ----------------------------------------------------------------------

@@ -170,7 +170,7 @@ class Command(BaseCommand):
         with transaction.atomic():
             for session_id, history in histories.items():
                 conversation = existing.get(session_id) or Conversation.objects.create(session_id=session_id)
-                messages += transfer.store_messages(conversation, history, batch_size)
+                messages += transfer.store_messages(conversation, history)
         appended = f" ({len(existing)} appended to existing conversations)" if existing else ""
         self.stdout.write(f"Imported {messages} messages from {len(histories)} Redis sessions{appended}.")
 
