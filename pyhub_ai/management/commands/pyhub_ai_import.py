@@ -77,7 +77,7 @@ class Command(BaseCommand):
         if options["file"]:
             self.import_file(options, batch_size)
         elif options["from_redis"]:
-            self.import_redis(options, batch_size)
+            self.import_redis(options)
         else:
             self.upgrade_legacy_rows(batch_size)
 
@@ -146,7 +146,7 @@ class Command(BaseCommand):
 
     # -- LangChain's RedisChatMessageHistory -------------------------------------------------
 
-    def import_redis(self, options: dict[str, Any], batch_size: int) -> None:
+    def import_redis(self, options: dict[str, Any]) -> None:
         try:
             import redis
         except ImportError:
