@@ -121,15 +121,15 @@ class ChatMixin:
                 if chunk.text:
                     await self.send_frame("stream_delta", turn_id=str(turn.turn_id), text=chunk.text)
         except asyncio.CancelledError:
-            await self._store_reply(turn, reply, Status.INTERRUPTED)
+            await self._store_reply(history, turn, reply, Status.INTERRUPTED)
             raise
         except Exception as exc:
             logger.exception("The model failed during turn %s.", turn.turn_id)
-            if await self._store_reply(turn, reply, Status.ERROR):
+            if await self._store_reply(history, turn, reply, Status.ERROR):
                 await self.fail_reply("llm_error", gettext("The assistant could not answer. Please try again."), turn_id=turn.turn_id, detail=repr(exc))
             return
 
-        if not await self._store_reply(turn, reply, Status.COMPLETE):
+        if not await self._store_reply(history, turn, reply, Status.COMPLETE):
             return
         await self.end_reply("stream_end", turn_id=str(turn.turn_id), message=message_object(turn.ai))
         try:
@@ -137,11 +137,13 @@ class ChatMixin:
         except Exception:
             logger.exception("on_conversation_complete() failed for turn %s.", turn.turn_id)
 
-    async def _store_reply(self, turn: Turn, reply: AIMessageChunk | None, status: str) -> bool:
+    async def _store_reply(
+        self, history: DjangoChatMessageHistory, turn: Turn, reply: AIMessageChunk | None, status: str
+    ) -> bool:
         """Store the (possibly partial) reply with ``status``; report a database failure."""
         ai_message = message_chunk_to_message(reply) if reply is not None else AIMessage(content="")
         try:
-            await self.get_history().afinish_turn(turn, ai_message, status)
+            await history.afinish_turn(turn, ai_message, status)
         except DatabaseError as exc:
             logger.exception("Could not store the reply of turn %s.", turn.turn_id)
             if status != Status.INTERRUPTED:
