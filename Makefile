@@ -1,9 +1,11 @@
 # pyhub_ai: the demo project, the tests and the benchmarks.
 #
 #   make run                  the demo on http://127.0.0.1:8000/ (PORT=8001 make run to change it)
-#   make test                 every test: the unit suite, then the browser suite
-#   make test ARGS="-k codec" extra pytest arguments (given to both pytest runs)
-#   make bench                the benchmarks (python -m bench), if there are any
+#   make test                 every test: the unit suite on SQLite + in-memory channel layer, again
+#                             on PostgreSQL + Redis channel layer (throwaway servers), then the browser suite
+#   make test ARGS="-k codec" extra pytest arguments (given to every pytest run)
+#   make bench                the benchmarks (python -m bench) on SQLite and a throwaway PostgreSQL;
+#                             the table goes to bench/results/latest.md (ARGS="--help" for options)
 #   make clean                removes var/ and test-artifacts/
 #
 # Works with no API key (the offline demo model answers); OPENAI_API_KEY, OPENAI_BASE_URL,
@@ -55,12 +57,7 @@ test:
 	bash scripts/test.sh $(ARGS)
 
 bench:
-	@if [ -f bench/__main__.py ]; then \
-		[ -x "$(VENV_PYTHON)" ] || $(MAKE) --no-print-directory install-demo; \
-		$(VENV_PYTHON) -m bench $(ARGS); \
-	else \
-		echo "No benchmarks yet (bench/__main__.py does not exist)."; \
-	fi
+	bash scripts/bench.sh $(ARGS)
 
 clean:
 	rm -rf var/ test-artifacts/

@@ -3,12 +3,18 @@
 # or directly `bash scripts/test.sh -k codec`.
 #
 # Idempotent: creates .venv and installs the project with its test dependencies when needed,
-# installs the OS packages the browser tests need (chromium, fonts-noto-cjk) when missing, then
-# runs the unit suite and the browser suite in two separate pytest processes (the browser
-# suite starts live daphne servers in child processes; see /work/shared/TESTING-NOTES.md).
+# installs the OS packages the tests need (chromium, fonts-noto-cjk, redis-server, the
+# PostgreSQL 15 server) when missing, starts a throwaway redis-server and PostgreSQL cluster on
+# free ports of 127.0.0.1 (exported as PYHUB_AI_TEST_REDIS_URL and PYHUB_AI_TEST_POSTGRES_URL),
+# then runs three pytest processes:
 #
-# Servers started for the tests (later: redis-server, PostgreSQL) are registered with
-# `register_pid` / `on_exit` and stopped by the EXIT trap, also when a step fails.
+#   1. the unit suite on SQLite with the in-memory channel layer;
+#   2. the unit suite again on PostgreSQL with the Redis channel layer;
+#   3. the browser suite (live daphne servers in child processes) on SQLite.
+#
+# It exits non-zero if any of them fails (see /work/shared/TESTING-NOTES.md). The servers are
+# registered with `register_pid` / `on_exit` (scripts/servers.sh) and stopped by the EXIT trap,
+# also when a step fails or on Ctrl+C; a server that cannot be installed or started is an error.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,45 +27,9 @@ CHROMIUM="/usr/bin/chromium"
 ARTIFACTS="$ROOT/test-artifacts"
 PYTEST_ARGS=("$@")
 
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
-die() { printf '\033[31mERROR: %s\033[0m\n' "$*" >&2; exit 1; }
-
-# ---- cleanup: everything started here is stopped on exit, by pid ---------------------------
-
-CLEANUP_PIDS=()
-CLEANUP_COMMANDS=()
-
-# register_pid PID: terminate PID (then kill it) when the script exits.
-register_pid() { CLEANUP_PIDS+=("$1"); }
-
-# on_exit "command ...": run a command when the script exits (e.g. "pg_ctl -D dir stop").
-on_exit() { CLEANUP_COMMANDS+=("$1"); }
-
-stop_pid() {
-    local pid="$1" i
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    local status=$? i
-    set +e
-    for (( i=${#CLEANUP_COMMANDS[@]}-1; i>=0; i-- )); do
-        eval "${CLEANUP_COMMANDS[$i]}" >/dev/null 2>&1
-    done
-    for (( i=${#CLEANUP_PIDS[@]}-1; i>=0; i-- )); do
-        stop_pid "${CLEANUP_PIDS[$i]}"
-    done
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# shellcheck source=scripts/servers.sh
+source "$ROOT/scripts/servers.sh"   # log, die, register_pid, on_exit, apt_install, start_redis, start_postgres
+install_cleanup_traps
 
 # ---- Python environment ----------------------------------------------------------------------
 
@@ -82,77 +52,90 @@ ensure_venv() {
 
 # ---- OS packages -----------------------------------------------------------------------------
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    else
-        sudo "$@"
-    fi
-}
-
-APT_UPDATED=0
-apt_install() {
-    if ! command -v apt-get >/dev/null 2>&1; then
-        die "Missing OS packages ($*) and no apt-get to install them: install them by hand."
-    fi
-    if [ "$APT_UPDATED" -eq 0 ]; then
-        log "apt-get update"
-        as_root apt-get update -qq
-        APT_UPDATED=1
-    fi
-    log "apt-get install $*"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
-
-package_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-
 ensure_os_packages() {
     local missing=()
     [ -x "$CHROMIUM" ] || missing+=(chromium)
     if command -v dpkg-query >/dev/null 2>&1; then
         package_installed fonts-noto-cjk || missing+=(fonts-noto-cjk)
     fi
+    mapfile -t -O "${#missing[@]}" missing < <(missing_server_packages)   # redis-server, PostgreSQL
     if [ "${#missing[@]}" -gt 0 ]; then
         apt_install "${missing[@]}"
     fi
-    # Never skip the browser tests silently, in CI or locally.
+    # Never skip the browser or the PostgreSQL + Redis tests silently, in CI or locally.
     [ -x "$CHROMIUM" ] || die "$CHROMIUM is missing after the install attempt: the browser tests cannot run."
+    ensure_server_packages
+}
+
+# ---- servers ---------------------------------------------------------------------------------
+
+start_servers() {
+    start_redis
+    start_postgres pyhub_ai
+    export PYHUB_AI_TEST_REDIS_URL="$REDIS_SERVER_URL"
+    export PYHUB_AI_TEST_POSTGRES_URL="$POSTGRES_SERVER_URL"
 }
 
 # ---- the tests -------------------------------------------------------------------------------
 
-# run_pytest NAME MARKER: runs one suite; returns pytest's exit status (5: nothing collected).
+banner() {
+    printf '\n\033[1;36m======== %s ========\033[0m\n' "$*" >&2
+}
+
+# run_pytest TITLE MARKER [VAR=VALUE...]: runs one suite with the environment VAR=VALUE...;
+# returns pytest's exit status (5: nothing collected).
 run_pytest() {
-    local name="$1" marker="$2" status=0
-    log "pytest: $name suite (-m \"$marker\")"
-    "$PY" -m pytest -m "$marker" ${PYTEST_ARGS[@]+"${PYTEST_ARGS[@]}"} || status=$?
+    local title="$1" marker="$2" status=0 started
+    shift 2
+    banner "$title (-m \"$marker\")"
+    started=$SECONDS
+    env "$@" "$PY" -m pytest -m "$marker" ${PYTEST_ARGS[@]+"${PYTEST_ARGS[@]}"} || status=$?
+    log "$title: exit $status in $((SECONDS - started)) s"
     return "$status"
 }
 
 run_tests() {
-    local unit=0 browser=0
+    local names=() statuses=() status failed=0 all_empty=1 i
+    # SQLite and the in-memory channel layer, whatever the shell or a .env file says
+    # (mysite/settings.py never lets .env override a variable that is set, even to "").
+    local sqlite=("DATABASE_URL=sqlite:///$ROOT/db.sqlite3" "REDIS_URL=")
+    local postgres=("DATABASE_URL=$PYHUB_AI_TEST_POSTGRES_URL" "REDIS_URL=$PYHUB_AI_TEST_REDIS_URL")
     mkdir -p var "$ARTIFACTS/screenshots"
-    run_pytest unit "not browser" || unit=$?
-    run_pytest browser "browser" || browser=$?
 
-    # Exit status 5 is "no tests collected": fine when ARGS selected only the other suite's
-    # tests, but never when both suites collected nothing or when no ARGS were given.
+    status=0; run_pytest "unit suite: SQLite + in-memory layer" "not browser" "${sqlite[@]}" || status=$?
+    names+=("unit suite, SQLite + in-memory layer"); statuses+=("$status")
+    status=0; run_pytest "unit suite: PostgreSQL + Redis layer" "not browser" "${postgres[@]}" || status=$?
+    names+=("unit suite, PostgreSQL + Redis layer"); statuses+=("$status")
+    status=0; run_pytest "browser suite: SQLite + in-memory layer" "browser" "${sqlite[@]}" || status=$?
+    names+=("browser suite, SQLite + in-memory layer"); statuses+=("$status")
+
+    # Exit status 5 is "no tests collected": fine when ARGS selected only some suites' tests,
+    # but never when every suite collected nothing or when no ARGS were given.
+    for i in "${!statuses[@]}"; do
+        if [ "${statuses[$i]}" -ne 5 ]; then all_empty=0; fi
+    done
     if [ "${#PYTEST_ARGS[@]}" -gt 0 ]; then
-        if [ "$unit" -eq 5 ] && [ "$browser" -eq 5 ]; then
+        if [ "$all_empty" -eq 1 ]; then
             die "No test matched: ${PYTEST_ARGS[*]}"
         fi
-        [ "$unit" -eq 5 ] && unit=0
-        [ "$browser" -eq 5 ] && browser=0
+        for i in "${!statuses[@]}"; do
+            if [ "${statuses[$i]}" -eq 5 ]; then statuses[$i]=0; fi
+        done
     fi
-    if [ "$unit" -ne 0 ] || [ "$browser" -ne 0 ]; then
-        die "Tests failed (unit suite: exit $unit, browser suite: exit $browser)."
-    fi
-    log "All tests passed."
+    for i in "${!statuses[@]}"; do
+        if [ "${statuses[$i]}" -ne 0 ]; then
+            printf '\033[31m  FAILED: %s (exit %s)\033[0m\n' "${names[$i]}" "${statuses[$i]}" >&2
+            failed=1
+        fi
+    done
+    [ "$failed" -eq 0 ] || die "Tests failed."
+    log "All tests passed (${SECONDS} s)."
 }
 
 main() {
     ensure_venv
     ensure_os_packages
+    start_servers
     run_tests
 }
 

@@ -59,6 +59,7 @@ async def test_refused_visitors_store_nothing_even_if_they_send_frames(user_a, u
     await communicator.connect()
     await communicator.send_json_to({"type": "user_message", "text": "let me in"})
     assert (await communicator.receive_output())["type"] == "websocket.close"
+    await communicator.wait()
     assert await ConversationMessage.objects.acount() == 0
 
 

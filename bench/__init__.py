@@ -1,0 +1,1 @@
+"""Benchmarks of pyhub_ai: `make bench` (see bench/history_scaling.py)."""
