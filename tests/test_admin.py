@@ -145,3 +145,10 @@ def test_a_corrupt_messages_page_loads(admin_client, corrupt_row):
     html = page(admin_client, reverse("admin:pyhub_ai_conversationmessage_change", args=[corrupt_row.pk]))
 
     assert "Unreadable message" in html
+
+
+def test_the_conversation_list_shows_the_token_totals(admin_client, conversation):
+    Conversation.objects.filter(pk=conversation.pk).update(input_tokens=1234, output_tokens=56)
+    html = page(admin_client, reverse("admin:pyhub_ai_conversation_changelist"))
+    assert cell(html, "input_tokens") == "1234"
+    assert cell(html, "output_tokens") == "56"
