@@ -66,6 +66,16 @@ class Settings:
         return getattr(settings, "PYHUB_AI_TURN_LOCK_WAIT", 120)
 
     @property
+    def STREAM_SAVE_INTERVAL(self) -> float:
+        """Seconds between saves of a reply while it streams (what a crash can lose at most)."""
+        return getattr(settings, "PYHUB_AI_STREAM_SAVE_INTERVAL", 2.0)
+
+    @property
+    def LLM_TIMEOUT(self) -> float:
+        """Seconds to wait for the model's next token before the turn fails."""
+        return getattr(settings, "PYHUB_AI_LLM_TIMEOUT", 60)
+
+    @property
     def OFFLINE_MODEL_DELAY(self) -> float:
         """Seconds the offline demo model waits between streamed words (0 in tests)."""
         return getattr(settings, "PYHUB_AI_OFFLINE_MODEL_DELAY", 0.03)
@@ -80,6 +90,8 @@ NUMERIC_SETTINGS: tuple[tuple[str, type | tuple[type, ...], float], ...] = (
     ("PYHUB_AI_MAX_MESSAGE_LENGTH", int, 1),
     ("PYHUB_AI_OFFLINE_MODEL_DELAY", (int, float), 0),
     ("PYHUB_AI_TURN_LOCK_WAIT", (int, float), 0),
+    ("PYHUB_AI_STREAM_SAVE_INTERVAL", (int, float), 0.1),
+    ("PYHUB_AI_LLM_TIMEOUT", (int, float), 1),
 )
 
 #: Numeric settings that may also be ``None`` (their default).

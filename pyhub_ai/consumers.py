@@ -13,13 +13,15 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import translation
 from django.utils.translation import gettext
 
-from .mixins import ChatMixin, ConversationMixin, FrameProtocolMixin, LLMMixin
+from .mixins import ChatMixin, ConversationMixin, FrameProtocolMixin, LLMMixin, ThreadGroupMixin
 from .mixins.protocol import CLOSE_FORBIDDEN, CLOSE_NOT_SIGNED_IN, FrameError
 
 logger = logging.getLogger("pyhub_ai.consumers")
 
 
-class BaseAgentChatConsumer(ChatMixin, LLMMixin, FrameProtocolMixin, ConversationMixin, AsyncJsonWebsocketConsumer):
+class BaseAgentChatConsumer(
+    ChatMixin, ThreadGroupMixin, LLMMixin, FrameProtocolMixin, ConversationMixin, AsyncJsonWebsocketConsumer
+):
     """Binds the websocket handlers to the mixins' hooks (see docs/protocol.md)."""
 
     language: str | None = None
@@ -46,6 +48,7 @@ class BaseAgentChatConsumer(ChatMixin, LLMMixin, FrameProtocolMixin, Conversatio
             await self.close(CLOSE_FORBIDDEN)
             return
         self.conversation = conversation
+        await self.join_thread_group()
         await self.send_welcome()
         rows = await self.send_history_page()
         if not rows:
@@ -72,12 +75,20 @@ class BaseAgentChatConsumer(ChatMixin, LLMMixin, FrameProtocolMixin, Conversatio
                 await self.start_turn(frame.text, frame.idempotency_key)
             elif frame.type == "load_history":
                 await self.send_history_page(before=frame.before)
+            elif frame.type == "stop":
+                await self.stop_reply()
         except FrameError as error:
             await self.send_error(error.code, error.message, detail=error.detail)
+
+    async def pyhub_ai_frame(self, event: dict[str, Any]) -> None:
+        """A turn frame from another connection of the same thread (see ``ThreadGroupMixin``)."""
+        if event["sender"] != self.channel_name:
+            await self.send_json(event["frame"])
 
     async def disconnect(self, code: int) -> None:
         """Stop a reply in progress; what was streamed so far is stored as ``interrupted``."""
         await self.cancel_turn()
+        await self.leave_thread_group()
 
 
 class AgentChatConsumer(BaseAgentChatConsumer):

@@ -30,7 +30,7 @@ from langchain_core.messages import (
     message_chunk_to_message,
 )
 
-from . import codec
+from . import codec, locks
 from .conf import conf
 from .models import Conversation, ConversationMessage
 from .tokens import count_tokens
@@ -148,7 +148,34 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
             queryset = queryset.filter(pk__lt=before)
         rows = [row async for row in queryset.order_by("-pk")[: limit + 1]]
         has_more = len(rows) > limit
-        return rows[:limit][::-1], has_more
+        rows = rows[:limit][::-1]
+        streaming = [row for row in rows if row.status == Status.STREAMING]
+        if streaming and not await locks.is_locked(self.thread_key):
+            await self.amark_abandoned()
+            for row in streaming:
+                row.status = Status.INTERRUPTED
+        return rows, has_more
+
+    @property
+    def thread_key(self) -> str:
+        """The key of this thread's turn lock (``pyhub_ai.locks``); needs a known conversation."""
+        if self._conversation_id is None:
+            raise ValueError("The conversation of this history is not known yet.")
+        return locks.thread_key(self._conversation_id, self.user_id, self.visitor_key)
+
+    async def amark_abandoned(self) -> None:
+        """Mark replies left ``streaming`` by a worker that died mid-turn as ``interrupted``.
+
+        Called when a page shows such a reply and no live turn holds the thread, and when a
+        turn takes over the lock of a dead one.
+        """
+        await self._thread_queryset(self._conversation_id).filter(status=Status.STREAMING).aupdate(status=Status.INTERRUPTED)
+
+    async def asave_partial(self, turn: Turn, text: str) -> None:
+        """Save the reply streamed so far (still ``streaming``), so a crash loses at most the
+        text since the last save."""
+        turn.ai.content = codec.encode(AIMessage(content=text))
+        await ConversationMessage.objects.filter(pk=turn.ai.pk).aupdate(content=turn.ai.content)
 
     async def ahas_messages(self) -> bool:
         """Whether this thread has any stored message at all (hidden ones included)."""

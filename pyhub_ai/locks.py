@@ -11,6 +11,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import IntegrityError
@@ -19,7 +20,7 @@ from django.utils import timezone
 from .models import ThreadLock
 
 #: How long a lease lasts without renewal, and how often a running turn renews it.
-LEASE = timedelta(seconds=30)
+LEASE = timedelta(seconds=15)
 RENEW_EVERY = LEASE.total_seconds() / 3
 
 
@@ -31,14 +32,19 @@ def thread_key(conversation_id: object, user_id: object, visitor_key: str) -> st
     return f"{conversation_id}:{user_id or ''}:{visitor_key}"
 
 
-async def _try_acquire(key: str, token: str) -> bool:
+async def is_locked(key: str) -> bool:
+    """Whether a live turn holds the thread (a lease that has not expired)."""
+    return await ThreadLock.objects.filter(key=key, expires_at__gt=timezone.now()).aexists()
+
+
+async def _try_acquire(key: str, token: str) -> Acquired | None:
     now = timezone.now()
     try:
         await ThreadLock.objects.acreate(key=key, token=token, expires_at=now + LEASE)
-        return True
+        return Acquired(took_over=False)
     except IntegrityError:
         taken_over = await ThreadLock.objects.filter(key=key, expires_at__lt=now).aupdate(token=token, expires_at=now + LEASE)
-        return taken_over == 1
+        return Acquired(took_over=True) if taken_over == 1 else None
 
 
 async def _renew(key: str, token: str) -> None:
@@ -47,21 +53,28 @@ async def _renew(key: str, token: str) -> None:
         await ThreadLock.objects.filter(key=key, token=token).aupdate(expires_at=timezone.now() + LEASE)
 
 
+@dataclass(frozen=True)
+class Acquired:
+    """A held lock; ``took_over`` says the previous holder died (its lease expired) mid-turn."""
+
+    took_over: bool
+
+
 @asynccontextmanager
-async def thread_lock(key: str, wait: float) -> AsyncIterator[None]:
+async def thread_lock(key: str, wait: float) -> AsyncIterator[Acquired]:
     """Hold the thread's lock for the body; wait up to ``wait`` seconds, else ``ThreadBusy``."""
     token = uuid.uuid4().hex
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     pause = 0.02
-    while not await _try_acquire(key, token):
+    while (acquired := await _try_acquire(key, token)) is None:
         if loop.time() >= deadline:
             raise ThreadBusy(key)
         await asyncio.sleep(pause)
         pause = min(pause * 2, 0.25)
     renewal = asyncio.create_task(_renew(key, token))
     try:
-        yield
+        yield acquired
     finally:
         renewal.cancel()
         await asyncio.shield(ThreadLock.objects.filter(key=key, token=token).adelete())

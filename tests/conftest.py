@@ -89,3 +89,17 @@ class SlowFakeChatModel(RecordingFakeChatModel):
         for chunk in self._stream(messages, stop=stop, run_manager=run_manager, **kwargs):
             yield chunk
             await asyncio.sleep(self.delay)
+
+
+class HangingFakeChatModel(RecordingFakeChatModel):
+    """Streams ``hang_after`` chunks of its reply, then never sends another token."""
+
+    hang_after: int = 0
+
+    async def _astream(self, messages, stop=None, run_manager=None, **kwargs):
+        import asyncio
+
+        for index, chunk in enumerate(self._stream(messages, stop=stop, run_manager=run_manager, **kwargs)):
+            if index == self.hang_after:
+                await asyncio.Event().wait()
+            yield chunk

@@ -66,6 +66,14 @@ async def test_a_malformed_idempotency_key_is_refused(user_a, use_model):
     await communicator.disconnect()
 
 
+async def both_turns(communicator) -> list[dict]:
+    """The frames a tab receives until both turns of the test ended."""
+    frames = []
+    while sum(frame["type"] == "stream_end" for frame in frames) < 2:
+        frames.append(await communicator.receive_json_from(timeout=5))
+    return frames
+
+
 async def test_two_tabs_sending_at_once_get_complete_turns_in_order(user_a, use_model):
     model = use_model(SlowFakeChatModel(messages=iter([AIMessage(content="first answer"), AIMessage(content="second answer")]), delay=0.05, calls=[]))
     conversation = await Conversation.objects.acreate(user=user_a)
@@ -77,7 +85,15 @@ async def test_two_tabs_sending_at_once_get_complete_turns_in_order(user_a, use_
     await tab_one.send_json_to({"type": "user_message", "text": "from tab one"})
     await receive_until(tab_one, "stream_start")
     await tab_two.send_json_to({"type": "user_message", "text": "from tab two"})
-    await asyncio.gather(receive_until(tab_one, "stream_end"), receive_until(tab_two, "stream_end"))
+    seen_by_one, seen_by_two = await asyncio.gather(both_turns(tab_one), both_turns(tab_two))
+
+    # Both tabs see both turns live (tab two's message is stored once tab one's turn ended).
+    def texts(frames):
+        return [f["message"]["text"] for f in frames if f["type"] in ("message", "stream_end")]
+
+    assert texts(seen_by_one) == ["first answer", "from tab two", "second answer"]
+    assert texts(seen_by_two) == ["from tab one", "first answer", "from tab two", "second answer"]
+    assert "".join(f["text"] for f in seen_by_two if f["type"] == "stream_delta") == "first answersecond answer"
 
     assert await stored(conversation) == [
         ("human", "from tab one", "complete"),

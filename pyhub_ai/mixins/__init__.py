@@ -1,7 +1,8 @@
 """Consumer mixins, one concern each. None binds a protocol handler; ``consumers.py`` does."""
 from .chat import ChatMixin
 from .conversation import ConversationMixin
+from .group import ThreadGroupMixin
 from .llm import LLMMixin
 from .protocol import FrameProtocolMixin
 
-__all__ = ["ChatMixin", "ConversationMixin", "FrameProtocolMixin", "LLMMixin"]
+__all__ = ["ChatMixin", "ConversationMixin", "FrameProtocolMixin", "LLMMixin", "ThreadGroupMixin"]

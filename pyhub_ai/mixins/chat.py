@@ -9,11 +9,11 @@ from django.db import DatabaseError
 from django.utils.translation import gettext
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, message_chunk_to_message
 
-from ..display import message_object
 from ..conf import conf
+from ..display import message_object
 from ..history import DjangoChatMessageHistory, DuplicateMessage, Turn
 from ..llm import STARTER_FLAG
-from ..locks import ThreadBusy, thread_key, thread_lock
+from ..locks import ThreadBusy, thread_lock
 from ..models import ConversationMessage
 from .protocol import FrameError
 
@@ -26,9 +26,10 @@ class ChatMixin:
     """Runs turns, one at a time per connection, as a task the consumer can cancel.
 
     ``start_turn()`` (called by the consumer for a ``user_message`` frame) and
-    ``start_first_turn()`` (called after connect) create the task; ``run_turn()`` is the turn;
-    ``cancel_turn()`` (called on disconnect) stops it, and the partial reply is kept as
-    ``interrupted``. ``on_conversation_complete()`` is called after a turn is stored.
+    ``start_first_turn()`` (called after connect) create the task; ``run_turn()`` is the turn.
+    ``stop_reply()`` (a ``stop`` frame) and ``cancel_turn()`` (disconnect) cancel it; what was
+    streamed so far is kept as ``interrupted``. ``on_conversation_complete()`` is called after
+    a turn is stored.
 
     For the client a turn ends with its last frame (``end_reply()``: ``stream_end`` or an
     error); the task may still be finishing (the hook, releasing the thread lock), and the
@@ -37,6 +38,9 @@ class ChatMixin:
 
     _turn_task: asyncio.Task | None = None
     _reply_open: bool = False
+    _streaming: bool = False
+    _stop_requested: bool = False
+    _partial_reply: AIMessageChunk | None = None
 
     def is_turn_running(self) -> bool:
         """Whether the client is still waiting for the current reply."""
@@ -46,22 +50,6 @@ class ChatMixin:
         if self.is_turn_running():
             raise FrameError("turn_in_progress", gettext("Please wait until the current reply is finished."))
         await self._launch_turn(self.run_turn(HumanMessage(content=text), idempotency_key=idempotency_key))
-
-    async def _launch_turn(self, turn: Any) -> None:
-        if self._turn_task is not None:
-            await asyncio.shield(self._turn_task)  # only its epilogue is left
-        self._reply_open = True
-        self._turn_task = asyncio.create_task(turn)
-
-    async def end_reply(self, frame_type: str, **data: Any) -> None:
-        """Send the turn's last frame; the client may send its next message after it."""
-        self._reply_open = False
-        await self.send_frame(frame_type, **data)
-
-    async def fail_reply(self, code: str, message: str, **data: Any) -> None:
-        """End the turn with an error frame."""
-        self._reply_open = False
-        await self.send_error(code, message, **data)
 
     async def start_first_turn(self) -> None:
         """Start the conversation with ``llm_first_user_message_template`` if the thread is empty.
@@ -73,6 +61,22 @@ class ChatMixin:
             starter = HumanMessage(content=first_message, additional_kwargs={STARTER_FLAG: True})
             await self._launch_turn(self.run_turn(starter, visible=False))
 
+    async def _launch_turn(self, turn: Any) -> None:
+        if self._turn_task is not None:
+            await asyncio.shield(self._turn_task)  # only its epilogue is left
+        self._reply_open = True
+        self._stop_requested = False
+        self._turn_task = asyncio.create_task(turn)
+
+    async def stop_reply(self) -> None:
+        """Stop the reply streaming on this connection; it ends with ``stream_end`` (interrupted).
+
+        A stop that arrives before the reply started streaming, or after it ended, does nothing.
+        """
+        if self._streaming and not self._stop_requested:
+            self._stop_requested = True
+            self._turn_task.cancel()
+
     async def cancel_turn(self) -> None:
         """Stop the running turn (if any) and wait until its partial reply is stored."""
         if self._turn_task is not None and not self._turn_task.done():
@@ -82,13 +86,25 @@ class ChatMixin:
             except asyncio.CancelledError:
                 pass
 
+    async def end_reply(self, frame_type: str, **data: Any) -> None:
+        """Send the turn's last frame (to every tab of the thread); the client may send its next
+        message after it."""
+        self._reply_open = False
+        await self.send_turn_frame(frame_type, **data)
+
+    async def fail_reply(self, code: str, message: str, **data: Any) -> None:
+        """End the turn with an error frame (to this connection only)."""
+        self._reply_open = False
+        await self.send_error(code, message, **data)
+
     async def run_turn(self, human_message: HumanMessage, *, visible: bool = True, idempotency_key: str = "") -> None:
         """Run one turn while holding the thread's lock, so turns from several tabs or workers
         never interleave and each reply is built from a complete history."""
         history = self.get_history()
-        key = thread_key(self.conversation.pk, history.user_id, history.visitor_key)
         try:
-            async with thread_lock(key, wait=conf.TURN_LOCK_WAIT):
+            async with thread_lock(history.thread_key, wait=conf.TURN_LOCK_WAIT) as lock:
+                if lock.took_over:
+                    await history.amark_abandoned()
                 await self.run_locked_turn(history, human_message, visible=visible, idempotency_key=idempotency_key)
         except ThreadBusy:
             await self.fail_reply("conversation_busy", gettext("This conversation is busy with another reply. Please try again."))
@@ -103,31 +119,44 @@ class ChatMixin:
             previous_messages = await history.aget_messages()
             turn = await history.astart_turn(human_message, visible=visible, idempotency_key=idempotency_key)
         except DuplicateMessage as duplicate:
-            await self.end_reply("message", message=message_object(duplicate.existing), duplicate=True)
+            self._reply_open = False
+            await self.send_frame("message", message=message_object(duplicate.existing), duplicate=True)
             return
         except DatabaseError as exc:
             logger.exception("Could not store the user's message.")
             await self.fail_reply("storage_error", gettext("Your message could not be saved. Please try again."), detail=str(exc))
             return
         if visible:
-            await self.send_frame("message", message=message_object(turn.human))
-        await self.send_frame("stream_start", turn_id=str(turn.turn_id), message_id=turn.ai.pk)
+            await self.send_turn_frame("message", message=message_object(turn.human))
+        await self.send_turn_frame("stream_start", turn_id=str(turn.turn_id), message_id=turn.ai.pk)
 
-        reply: AIMessageChunk | None = None
+        prompt = self.get_llm_prompt_messages(previous_messages, human_message)
+        self._streaming = True
         try:
-            prompt = self.get_llm_prompt_messages(previous_messages, human_message)
-            async for chunk in self.get_llm().astream(prompt):
-                reply = chunk if reply is None else reply + chunk
-                if chunk.text:
-                    await self.send_frame("stream_delta", turn_id=str(turn.turn_id), text=chunk.text)
+            reply = await self.stream_reply(history, turn, prompt)
         except asyncio.CancelledError:
-            await self._store_reply(history, turn, reply, Status.INTERRUPTED)
-            raise
+            await self._store_reply(history, turn, self._partial_reply, Status.INTERRUPTED)
+            if not self._stop_requested:  # the client has gone: only its other tabs hear of it
+                await self.send_turn_frame("stream_end", to_self=False, turn_id=str(turn.turn_id), message=message_object(turn.ai))
+                raise
+            asyncio.current_task().uncancel()
+            await self.end_reply("stream_end", turn_id=str(turn.turn_id), message=message_object(turn.ai))
+            return
         except Exception as exc:
             logger.exception("The model failed during turn %s.", turn.turn_id)
-            if await self._store_reply(history, turn, reply, Status.ERROR):
-                await self.fail_reply("llm_error", gettext("The assistant could not answer. Please try again."), turn_id=turn.turn_id, detail=repr(exc))
+            if await self._store_reply(history, turn, self._partial_reply, Status.ERROR):
+                message = (
+                    gettext("The assistant took too long to answer. Please try again.")
+                    if isinstance(exc, TimeoutError)
+                    else gettext("The assistant could not answer. Please try again.")
+                )
+                self._reply_open = False
+                await self.send_turn_frame(
+                    "error", code="llm_error", message=message, turn_id=str(turn.turn_id)
+                )
             return
+        finally:
+            self._streaming = False
 
         if not await self._store_reply(history, turn, reply, Status.COMPLETE):
             return
@@ -136,6 +165,28 @@ class ChatMixin:
             await self.on_conversation_complete(human_message, turn.ai.message, [])
         except Exception:
             logger.exception("on_conversation_complete() failed for turn %s.", turn.turn_id)
+
+    async def stream_reply(self, history: DjangoChatMessageHistory, turn: Turn, prompt: list[BaseMessage]) -> AIMessageChunk | None:
+        """Stream the model's reply as ``stream_delta`` frames and return it whole.
+
+        The model may wait at most ``PYHUB_AI_LLM_TIMEOUT`` seconds for each token
+        (``TimeoutError`` otherwise); the text so far is saved every
+        ``PYHUB_AI_STREAM_SAVE_INTERVAL`` seconds, and kept in ``_partial_reply`` for the
+        caller when the stream fails or is cancelled.
+        """
+        loop = asyncio.get_running_loop()
+        self._partial_reply = None
+        last_save = loop.time()
+        async with asyncio.timeout(conf.LLM_TIMEOUT) as deadline:
+            async for chunk in self.get_llm().astream(prompt):
+                deadline.reschedule(loop.time() + conf.LLM_TIMEOUT)
+                self._partial_reply = chunk if self._partial_reply is None else self._partial_reply + chunk
+                if chunk.text:
+                    await self.send_turn_frame("stream_delta", turn_id=str(turn.turn_id), text=chunk.text)
+                if loop.time() - last_save >= conf.STREAM_SAVE_INTERVAL:
+                    last_save = loop.time()
+                    await history.asave_partial(turn, self._partial_reply.text)
+        return self._partial_reply
 
     async def _store_reply(
         self, history: DjangoChatMessageHistory, turn: Turn, reply: AIMessageChunk | None, status: str

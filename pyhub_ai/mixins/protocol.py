@@ -93,6 +93,8 @@ class FrameProtocolMixin:
             if not isinstance(before, int) or isinstance(before, bool) or before < 1:
                 raise FrameError("invalid_frame", gettext("Cannot load earlier messages."), f"bad 'before': {before!r}")
             return ClientFrame(type="load_history", before=before)
+        if frame_type == "stop":
+            return ClientFrame(type="stop")
         raise FrameError("invalid_frame", gettext("Unknown message type."), f"unknown type {frame_type!r}")
 
     async def send_frame(self, frame_type: str, **data: Any) -> None:

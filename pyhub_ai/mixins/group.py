@@ -1,0 +1,77 @@
+"""Every open tab of a conversation thread, in any worker process, sees the same turns live.
+
+Each connection joins a channel-layer group named after its thread. The frames of a turn are
+sent to the connection's own socket at once and, through the group, to the thread's other
+connections (``pyhub_ai.frame`` events, handled by the consumer's ``pyhub_ai_frame``).
+Streamed text is sent to the group in pieces at most every ``GROUP_DELTA_INTERVAL`` seconds,
+so other tabs cost one channel-layer message per interval, not one per token.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any
+
+#: Seconds between two ``stream_delta`` frames relayed to the thread's other connections.
+GROUP_DELTA_INTERVAL = 0.05
+
+
+class ThreadGroupMixin:
+    """Joins the thread's group and relays turn frames to it. Needs ``CHANNEL_LAYERS``; without
+    a channel layer each connection only sees its own turns."""
+
+    channel_layer: Any
+    channel_name: str
+    thread_group: str | None = None
+    _pending_delta: dict[str, Any] | None = None
+    _last_delta_relay: float = 0.0
+
+    def get_thread_group_name(self) -> str:
+        """The group of the connected visitor's thread (ASCII, under channels' 100-character limit)."""
+        digest = hashlib.sha256(self.get_history().thread_key.encode()).hexdigest()[:40]
+        return f"pyhub_ai.thread.{digest}"
+
+    async def join_thread_group(self) -> None:
+        """Called by ``connect()`` once access is granted."""
+        if self.channel_layer is not None:
+            self.thread_group = self.get_thread_group_name()
+            await self.channel_layer.group_add(self.thread_group, self.channel_name)
+
+    async def leave_thread_group(self) -> None:
+        """Called by ``disconnect()``."""
+        if self.thread_group is not None:
+            await self.channel_layer.group_discard(self.thread_group, self.channel_name)
+
+    async def send_turn_frame(self, frame_type: str, *, to_self: bool = True, **data: Any) -> None:
+        """Send a frame of a turn to this connection (unless ``to_self`` is false: it has gone)
+        and to the thread's other connections."""
+        frame = {"type": frame_type, **data}
+        if to_self:
+            await self.send_json(frame)
+        if self.thread_group is None:
+            return
+        if frame_type == "stream_delta":
+            await self._relay_delta(frame)
+            return
+        await self._flush_delta()
+        await self._relay(frame)
+
+    async def _relay(self, frame: dict[str, Any]) -> None:
+        await self.channel_layer.group_send(
+            self.thread_group, {"type": "pyhub_ai.frame", "frame": frame, "sender": self.channel_name}
+        )
+
+    async def _relay_delta(self, frame: dict[str, Any]) -> None:
+        if self._pending_delta is None:
+            self._pending_delta = frame
+        else:
+            self._pending_delta["text"] += frame["text"]
+        now = asyncio.get_running_loop().time()
+        if now - self._last_delta_relay >= GROUP_DELTA_INTERVAL:
+            self._last_delta_relay = now
+            await self._flush_delta()
+
+    async def _flush_delta(self) -> None:
+        if self._pending_delta is not None:
+            frame, self._pending_delta = self._pending_delta, None
+            await self._relay(frame)
