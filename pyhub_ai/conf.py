@@ -66,6 +66,11 @@ class Settings:
         return getattr(settings, "PYHUB_AI_TURN_LOCK_WAIT", 120)
 
     @property
+    def TURN_LOCK_LEASE(self) -> float:
+        """Seconds a turn's lock outlives a worker that died mid-turn (renewed while it runs)."""
+        return getattr(settings, "PYHUB_AI_TURN_LOCK_LEASE", 15)
+
+    @property
     def STREAM_SAVE_INTERVAL(self) -> float:
         """Seconds between saves of a reply while it streams (what a crash can lose at most)."""
         return getattr(settings, "PYHUB_AI_STREAM_SAVE_INTERVAL", 2.0)
@@ -91,6 +96,7 @@ NUMERIC_SETTINGS: tuple[tuple[str, type | tuple[type, ...], float], ...] = (
     ("PYHUB_AI_OFFLINE_MODEL_DELAY", (int, float), 0),
     ("PYHUB_AI_TURN_LOCK_WAIT", (int, float), 0),
     ("PYHUB_AI_STREAM_SAVE_INTERVAL", (int, float), 0.1),
+    ("PYHUB_AI_TURN_LOCK_LEASE", (int, float), 1),
     ("PYHUB_AI_LLM_TIMEOUT", (int, float), 1),
 )
 

@@ -17,11 +17,13 @@ from datetime import timedelta
 from django.db import IntegrityError
 from django.utils import timezone
 
+from .conf import conf
 from .models import ThreadLock
 
-#: How long a lease lasts without renewal, and how often a running turn renews it.
-LEASE = timedelta(seconds=15)
-RENEW_EVERY = LEASE.total_seconds() / 3
+
+def _lease() -> timedelta:
+    """How long a lease lasts without renewal (``PYHUB_AI_TURN_LOCK_LEASE``); renewed every third of it."""
+    return timedelta(seconds=conf.TURN_LOCK_LEASE)
 
 
 class ThreadBusy(Exception):
@@ -40,17 +42,17 @@ async def is_locked(key: str) -> bool:
 async def _try_acquire(key: str, token: str) -> Acquired | None:
     now = timezone.now()
     try:
-        await ThreadLock.objects.acreate(key=key, token=token, expires_at=now + LEASE)
+        await ThreadLock.objects.acreate(key=key, token=token, expires_at=now + _lease())
         return Acquired(took_over=False)
     except IntegrityError:
-        taken_over = await ThreadLock.objects.filter(key=key, expires_at__lt=now).aupdate(token=token, expires_at=now + LEASE)
+        taken_over = await ThreadLock.objects.filter(key=key, expires_at__lt=now).aupdate(token=token, expires_at=now + _lease())
         return Acquired(took_over=True) if taken_over == 1 else None
 
 
 async def _renew(key: str, token: str) -> None:
     while True:
-        await asyncio.sleep(RENEW_EVERY)
-        await ThreadLock.objects.filter(key=key, token=token).aupdate(expires_at=timezone.now() + LEASE)
+        await asyncio.sleep(_lease().total_seconds() / 3)
+        await ThreadLock.objects.filter(key=key, token=token).aupdate(expires_at=timezone.now() + _lease())
 
 
 @dataclass(frozen=True)
