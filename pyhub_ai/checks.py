@@ -10,6 +10,7 @@ from django.utils.module_loading import import_string
 
 from .conf import NUMERIC_SETTINGS, OPTIONAL_NUMERIC_SETTINGS, conf
 from .llm import has_llm_credentials
+from .ratelimit import parse_rate
 
 
 @register(Tags.compatibility)
@@ -103,3 +104,23 @@ def check_token_counter(app_configs: Any = None, **kwargs: Any) -> list[Error]:
             id="pyhub_ai.E004",
         )
     ]
+
+
+@register(Tags.compatibility)
+def check_rate_limit(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """pyhub_ai.E005: PYHUB_AI_RATE_LIMIT is not a rate like "30/m", or its cache does not exist."""
+    errors = []
+    if conf.RATE_LIMIT:
+        try:
+            parse_rate(conf.RATE_LIMIT)
+        except (TypeError, ValueError) as exc:
+            errors.append(Error(str(exc), hint='Use a rate like "30/m" (units s, m, h, d), or None to turn the limit off.', id="pyhub_ai.E005"))
+        if conf.RATE_LIMIT_CACHE not in settings.CACHES:
+            errors.append(
+                Error(
+                    f"PYHUB_AI_RATE_LIMIT_CACHE = {conf.RATE_LIMIT_CACHE!r} is not a key of CACHES.",
+                    hint="Name one of your CACHES (a shared one, such as Redis, when several workers serve the chat).",
+                    id="pyhub_ai.E005",
+                )
+            )
+    return errors

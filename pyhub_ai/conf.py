@@ -81,6 +81,21 @@ class Settings:
         return getattr(settings, "PYHUB_AI_LLM_TIMEOUT", 60)
 
     @property
+    def RATE_LIMIT(self) -> str | None:
+        """Turns allowed per visitor, like ``"30/m"`` (s, m, h, d); ``None`` turns the limit off."""
+        return getattr(settings, "PYHUB_AI_RATE_LIMIT", "30/m")
+
+    @property
+    def RATE_LIMIT_CACHE(self) -> str:
+        """The cache (a key of ``CACHES``) that counts turns; share it between workers."""
+        return getattr(settings, "PYHUB_AI_RATE_LIMIT_CACHE", "default")
+
+    @property
+    def FRAME_FLOOD_LIMIT(self) -> int:
+        """Frames a connection may send in 10 seconds before it is closed with 4429."""
+        return getattr(settings, "PYHUB_AI_FRAME_FLOOD_LIMIT", 200)
+
+    @property
     def OFFLINE_MODEL_DELAY(self) -> float:
         """Seconds the offline demo model waits between streamed words (0 in tests)."""
         return getattr(settings, "PYHUB_AI_OFFLINE_MODEL_DELAY", 0.03)
@@ -97,6 +112,7 @@ NUMERIC_SETTINGS: tuple[tuple[str, type | tuple[type, ...], float], ...] = (
     ("PYHUB_AI_TURN_LOCK_WAIT", (int, float), 0),
     ("PYHUB_AI_STREAM_SAVE_INTERVAL", (int, float), 0.1),
     ("PYHUB_AI_TURN_LOCK_LEASE", (int, float), 1),
+    ("PYHUB_AI_FRAME_FLOOD_LIMIT", int, 1),
     ("PYHUB_AI_LLM_TIMEOUT", (int, float), 1),
 )
 

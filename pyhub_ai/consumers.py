@@ -5,6 +5,7 @@ Only this module binds the websocket handlers (``connect``, ``receive``, ``recei
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -14,7 +15,7 @@ from django.utils import translation
 from django.utils.translation import gettext
 
 from .mixins import ChatMixin, ConversationMixin, FrameProtocolMixin, LLMMixin, ThreadGroupMixin
-from .mixins.protocol import CLOSE_FORBIDDEN, CLOSE_NOT_SIGNED_IN, FrameError
+from .mixins.protocol import CLOSE_TOO_MANY_FRAMES, FrameError
 
 logger = logging.getLogger("pyhub_ai.consumers")
 
@@ -25,6 +26,7 @@ class BaseAgentChatConsumer(
     """Binds the websocket handlers to the mixins' hooks (see docs/protocol.md)."""
 
     language: str | None = None
+    closing: bool = False
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Handle every event in the visitor's language (error frames, the offline model)."""
@@ -40,14 +42,10 @@ class BaseAgentChatConsumer(
         4403) to the page; nothing else is sent or read before the checks pass.
         """
         await self.accept()
-        if not await self.can_accept():
-            await self.close(CLOSE_FORBIDDEN if self.get_user().is_authenticated else CLOSE_NOT_SIGNED_IN)
+        refusal = await self.check_access()
+        if refusal is not None:
+            await self.close(refusal)
             return
-        conversation = await self.aget_conversation()
-        if conversation is None or not await self.can_access_conversation(conversation):
-            await self.close(CLOSE_FORBIDDEN)
-            return
-        self.conversation = conversation
         await self.join_thread_group()
         await self.send_welcome()
         rows = await self.send_history_page()
@@ -55,11 +53,27 @@ class BaseAgentChatConsumer(
             await self.start_first_turn()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
-        """Decode a text frame as JSON; answer binary or non-JSON frames with an error frame."""
-        if self.conversation is None:
+        """Check the frame rate and access again, then decode a text frame as JSON; answer
+        binary, oversized or non-JSON frames with an error frame."""
+        if self.conversation is None or self.closing:
+            return
+        if self.is_flooding(asyncio.get_running_loop().time()):
+            await self.send_error("too_many_frames", gettext("Too many messages. Please reconnect."), detail="frame flood")
+            await self.refuse(CLOSE_TOO_MANY_FRAMES)
+            return
+        refusal = await self.check_access()
+        if refusal is not None:
+            await self.refuse(refusal)
             return
         if text_data is None:
             await self.send_error("invalid_frame", gettext("Only text messages are accepted."), detail="binary frame")
+            return
+        if len(text_data) > self.get_max_frame_size():
+            await self.send_error(
+                "message_too_long",
+                gettext("The message is too long (at most %(limit)d characters).") % {"limit": self.get_max_message_length()},
+                detail=f"{len(text_data)}-character frame",
+            )
             return
         try:
             content = await self.decode_json(text_data)
@@ -79,6 +93,12 @@ class BaseAgentChatConsumer(
                 await self.stop_reply()
         except FrameError as error:
             await self.send_error(error.code, error.message, detail=error.detail)
+
+    async def refuse(self, code: int) -> None:
+        """Close a connection that may no longer chat; a reply it started is stopped and kept."""
+        self.closing = True
+        await self.cancel_turn()
+        await self.close(code)
 
     async def pyhub_ai_frame(self, event: dict[str, Any]) -> None:
         """A turn frame from another connection of the same thread (see ``ThreadGroupMixin``)."""

@@ -5,6 +5,9 @@ marked ``@pytest.mark.django_db(transaction=True)``: rows the test creates are c
 server sees them, and the server's rows are visible to the test. It yields the base URL, e.g.
 ``http://127.0.0.1:40123``. The server's output goes to ``test-artifacts/daphne-<test>.log``
 and is printed when the server does not start, and after a failed test.
+
+``run_daphnes(count, name, extra_env=...)`` starts several such servers at once (the
+multi-process tests: each a ``LiveServer`` with its ``url``, ``ws_url`` and ``pid``).
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -64,16 +68,27 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait(STOP_TIMEOUT)
 
 
-@contextmanager
-def run_daphne(
-    name: str = "daphne",
-    *,
-    settings_module: str = "tests.settings",
-    application: str = ASGI_APPLICATION,
-    extra_env: dict[str, str] | None = None,
-    timeout: float = START_TIMEOUT,
-) -> Iterator[tuple[str, Path]]:
-    """Start ``daphne`` on a free port of 127.0.0.1; yield ``(base_url, log_path)``; stop it."""
+@dataclass(frozen=True)
+class LiveServer:
+    """One running daphne child: its base URL, its output file and its process (``pid``)."""
+
+    url: str
+    log_path: Path
+    process: subprocess.Popen
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def ws_url(self) -> str:
+        return "ws" + self.url.removeprefix("http")
+
+    def output(self, lines: int = 200) -> str:
+        return _tail(self.log_path, lines)
+
+
+def _spawn(name: str, settings_module: str, application: str, extra_env: dict[str, str] | None) -> tuple[LiveServer, list[str]]:
     host, port = "127.0.0.1", free_port()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log_path = ARTIFACTS / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.log"
@@ -91,23 +106,71 @@ def run_daphne(
     command = [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), application]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return LiveServer(f"http://{host}:{port}", log_path, process), command
+
+
+def _wait_until_listening(server: LiveServer, command: list[str], deadline: float, timeout: float) -> None:
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    while not _accepts_connections(host, int(port)):
+        if server.process.poll() is not None:
+            raise LiveServerError(
+                f"daphne exited with status {server.process.returncode} before listening on port {port}.\n"
+                f"Command: {' '.join(command)}\nOutput ({server.log_path}):\n{server.output()}"
+            )
+        if time.monotonic() > deadline:
+            raise LiveServerError(
+                f"daphne did not listen on port {port} within {timeout:.0f} s.\n"
+                f"Command: {' '.join(command)}\nOutput ({server.log_path}):\n{server.output()}"
+            )
+        time.sleep(0.05)
+
+
+@contextmanager
+def run_daphnes(
+    count: int,
+    name: str = "daphne",
+    *,
+    settings_module: str = "tests.settings",
+    application: str = ASGI_APPLICATION,
+    extra_env: dict[str, str] | None = None,
+    timeout: float = START_TIMEOUT,
+) -> Iterator[list[LiveServer]]:
+    """Start ``count`` daphne processes (each on its own free port of 127.0.0.1, all on the
+    test database, with ``extra_env`` added to their environment); yield them once all of them
+    listen; stop every one that is still running at the end (also after a failure).
+
+    Their output goes to ``test-artifacts/<name>-<n>.log`` (``<name>.log`` for one server).
+    """
+    servers: list[LiveServer] = []
     try:
+        started = []
+        for index in range(1, count + 1):
+            server_name = name if count == 1 else f"{name}-{index}"
+            started.append(_spawn(server_name, settings_module, application, extra_env))
+            servers.append(started[-1][0])
         deadline = time.monotonic() + timeout
-        while not _accepts_connections(host, port):
-            if process.poll() is not None:
-                raise LiveServerError(
-                    f"daphne exited with status {process.returncode} before listening on port {port}.\n"
-                    f"Command: {' '.join(command)}\nOutput ({log_path}):\n{_tail(log_path)}"
-                )
-            if time.monotonic() > deadline:
-                raise LiveServerError(
-                    f"daphne did not listen on port {port} within {timeout:.0f} s.\n"
-                    f"Command: {' '.join(command)}\nOutput ({log_path}):\n{_tail(log_path)}"
-                )
-            time.sleep(0.05)
-        yield f"http://{host}:{port}", log_path
+        for server, command in started:
+            _wait_until_listening(server, command, deadline, timeout)
+        yield servers
     finally:
-        _stop(process)
+        for server in servers:
+            _stop(server.process)
+
+
+@contextmanager
+def run_daphne(
+    name: str = "daphne",
+    *,
+    settings_module: str = "tests.settings",
+    application: str = ASGI_APPLICATION,
+    extra_env: dict[str, str] | None = None,
+    timeout: float = START_TIMEOUT,
+) -> Iterator[tuple[str, Path]]:
+    """Start ``daphne`` on a free port of 127.0.0.1; yield ``(base_url, log_path)``; stop it."""
+    with run_daphnes(
+        1, name, settings_module=settings_module, application=application, extra_env=extra_env, timeout=timeout
+    ) as (server,):
+        yield server.url, server.log_path
 
 
 @pytest.fixture

@@ -12,7 +12,11 @@ from mysite.settings import BASE_DIR, DATABASES
 SECRET_KEY = "pyhub-ai-tests"
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-PYHUB_AI_OFFLINE_MODEL_DELAY = 0
+# 0 (instant replies) unless the environment says otherwise: the multi-process tests give their
+# daphne children a delay and a short save interval, so a reply streams long enough to be cut.
+PYHUB_AI_OFFLINE_MODEL_DELAY = float(os.environ.get("PYHUB_AI_OFFLINE_MODEL_DELAY", 0))
+if os.environ.get("PYHUB_AI_STREAM_SAVE_INTERVAL"):
+    PYHUB_AI_STREAM_SAVE_INTERVAL = float(os.environ["PYHUB_AI_STREAM_SAVE_INTERVAL"])
 
 # The test database, named explicitly and once per test process: its live daphne children
 # (tests/live_server.py sets PYHUB_AI_TEST_USE_TEST_DB=1) inherit the variable below and open the

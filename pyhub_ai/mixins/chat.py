@@ -15,6 +15,7 @@ from ..history import DjangoChatMessageHistory, DuplicateMessage, Turn
 from ..llm import STARTER_FLAG
 from ..locks import ThreadBusy, thread_lock
 from ..models import ConversationMessage
+from ..ratelimit import allow_turn
 from .protocol import FrameError
 
 logger = logging.getLogger("pyhub_ai.chat")
@@ -49,7 +50,14 @@ class ChatMixin:
     async def start_turn(self, text: str, idempotency_key: str = "") -> None:
         if self.is_turn_running():
             raise FrameError("turn_in_progress", gettext("Please wait until the current reply is finished."))
+        if not await allow_turn(self.get_rate_limit_identity()):
+            raise FrameError("rate_limited", gettext("You are sending messages too fast. Please wait a moment."))
         await self._launch_turn(self.run_turn(HumanMessage(content=text), idempotency_key=idempotency_key))
+
+    def get_rate_limit_identity(self) -> str:
+        """Whose turns ``PYHUB_AI_RATE_LIMIT`` counts: the user, or the anonymous visitor."""
+        user = self.get_user()
+        return f"user:{user.pk}" if user.is_authenticated else f"visitor:{self.get_visitor_key()}"
 
     async def start_first_turn(self) -> None:
         """Start the conversation with ``llm_first_user_message_template`` if the thread is empty.

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
@@ -10,6 +11,8 @@ from django.contrib.auth.models import AnonymousUser
 from ..conf import conf
 from ..history import DjangoChatMessageHistory
 from ..models import Conversation
+from ..permissions import BasePermission, IsAuthenticated, IsConversationParticipant
+from .protocol import CLOSE_FORBIDDEN, CLOSE_NOT_SIGNED_IN
 
 #: URL route kwargs searched by ``get_conversation_pk()``, in order.
 CONVERSATION_PK_KWARGS = ("conversation_pk", "conversation_id", "pk", "id")
@@ -18,28 +21,54 @@ CONVERSATION_PK_KWARGS = ("conversation_pk", "conversation_id", "pk", "id")
 class ConversationMixin:
     """Finds the conversation of a connection and decides who may use it.
 
-    Hook order at connect (called by ``BaseAgentChatConsumer.connect``): ``can_accept()``,
-    then ``aget_conversation()`` (which calls ``get_conversation_pk()``), then
-    ``can_access_conversation()``. ``get_history()`` then gives the thread's storage.
+    ``check_access()`` (called by the consumer at connect and for every client frame) calls
+    ``can_accept()``, then ``aget_conversation()`` (which calls ``get_conversation_pk()``),
+    then ``can_access_conversation()``; the default ``can_*`` hooks ask the policies in
+    ``permission_classes``. ``get_history()`` then gives the thread's storage.
     """
 
     scope: dict[str, Any]
+    permission_classes: Sequence[type[BasePermission]] = (IsAuthenticated, IsConversationParticipant)
     conversation: Conversation | None = None
     history_max_messages: int | None = None
     history_max_tokens: int | None = None
     _visitor_key: str | None = None
+    _refused_by: BasePermission | None = None
 
     def get_user(self) -> Any:
         """The connected user (``AnonymousUser`` when the scope has none)."""
         return self.scope.get("user") or AnonymousUser()
 
+    def get_permissions(self) -> list[BasePermission]:
+        """Instances of ``permission_classes`` (a fresh list for each check)."""
+        return [permission() for permission in self.permission_classes]
+
     async def can_accept(self) -> bool:
-        """Whether to accept this websocket. Default: signed-in users only.
+        """Whether the visitor may use this consumer. Default: every permission's
+        ``has_permission()`` (signed-in users only, with the default ``IsAuthenticated``).
 
         Override and return ``True`` to let anonymous visitors chat; each gets a private
         thread keyed by their session.
         """
-        return bool(self.get_user().is_authenticated)
+        for permission in self.get_permissions():
+            if not await permission.has_permission(self):
+                self._refused_by = permission
+                return False
+        return True
+
+    async def check_access(self) -> int | None:
+        """Run the access hooks; return the close code of a refusal, or ``None`` (and set
+        ``self.conversation``) when the visitor may use the conversation."""
+        self._refused_by = None
+        if not await self.can_accept():
+            if self._refused_by is not None:
+                return self._refused_by.close_code
+            return CLOSE_FORBIDDEN if self.get_user().is_authenticated else CLOSE_NOT_SIGNED_IN
+        conversation = await self.aget_conversation()
+        if conversation is None or not await self.can_access_conversation(conversation):
+            return CLOSE_FORBIDDEN
+        self.conversation = conversation
+        return None
 
     def get_conversation_pk(self) -> str | None:
         """The conversation pk from the URL route kwargs, as a string, or ``None``.
@@ -67,15 +96,15 @@ class ConversationMixin:
             return None
 
     async def can_access_conversation(self, conversation: Conversation) -> bool:
-        """Whether the connected visitor may read and write ``conversation``.
-
-        An owned conversation is its owner's only; an owner-less one is open to everyone
-        ``can_accept()`` let in, each in a private thread.
+        """Whether the connected visitor may read and write ``conversation``. Default: every
+        permission's ``has_conversation_permission()`` (with the default
+        ``IsConversationParticipant``: an owned conversation is its owner's only; an owner-less
+        one is open to everyone ``can_accept()`` let in, each in a private thread).
         """
-        if conversation.user_id is None:
-            return True
-        user = self.get_user()
-        return bool(user.is_authenticated and user.pk == conversation.user_id)
+        for permission in self.get_permissions():
+            if not await permission.has_conversation_permission(self, conversation):
+                return False
+        return True
 
     def get_visitor_key(self) -> str:
         """For anonymous visitors: a hash of the session key, which keys their private thread.

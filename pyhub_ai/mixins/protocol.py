@@ -24,6 +24,10 @@ IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 #: Close codes (docs/protocol.md).
 CLOSE_NOT_SIGNED_IN = 4401
 CLOSE_FORBIDDEN = 4403
+CLOSE_TOO_MANY_FRAMES = 4429
+
+#: The window, in seconds, over which ``PYHUB_AI_FRAME_FLOOD_LIMIT`` counts a connection's frames.
+FLOOD_WINDOW = 10.0
 
 
 class FrameError(Exception):
@@ -48,6 +52,21 @@ class ClientFrame:
 
 class FrameProtocolMixin:
     """Parses client frames and builds server frames; sends through ``send_json``."""
+
+    _flood_window_start: float = 0.0
+    _flood_count: int = 0
+
+    def is_flooding(self, now: float) -> bool:
+        """Count a client frame; ``True`` once the connection sent more than
+        ``PYHUB_AI_FRAME_FLOOD_LIMIT`` frames within ``FLOOD_WINDOW`` seconds."""
+        if now - self._flood_window_start > FLOOD_WINDOW:
+            self._flood_window_start, self._flood_count = now, 0
+        self._flood_count += 1
+        return self._flood_count > conf.FRAME_FLOOD_LIMIT
+
+    def get_max_frame_size(self) -> int:
+        """The largest text frame decoded at all: room for the longest message, escaped."""
+        return self.get_max_message_length() * 6 + 1024
 
     def get_max_message_length(self) -> int:
         return conf.MAX_MESSAGE_LENGTH
