@@ -7,6 +7,7 @@ from channels.auth import AuthMiddlewareStack
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
+from django.core.cache import cache
 from django.urls import path
 
 from pyhub_ai import checks
@@ -131,6 +132,7 @@ async def test_an_oversized_frame_is_refused_before_it_is_decoded(user_a, use_mo
 
 async def test_turns_beyond_the_rate_limit_get_an_error_and_store_nothing(user_a, use_model, settings):
     settings.PYHUB_AI_RATE_LIMIT = "2/m"
+    await cache.aclear()
     use_model(fake_model("one", "two", "three"))
     conversation = await Conversation.objects.acreate(user=user_a)
     communicator = await connect(conversation.pk, user_a, route="plain")
