@@ -94,6 +94,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+MEDIA_URL = "media/"
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "var" / "media")
 # Serve static files from daphne itself (the demo); false when a proxy serves STATIC_ROOT.
 SERVE_STATIC_FILES = env.bool("SERVE_STATIC_FILES", default=True)
 

@@ -1,7 +1,9 @@
 """URLs of the demo project: the admin, sign in/out and the example app."""
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
+from django.views.static import serve
 from django.views.generic import RedirectView
 
 urlpatterns = [
@@ -12,3 +14,7 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("example/", include("example.urls")),
 ]
+
+if settings.SERVE_STATIC_FILES:
+    # Tool results (images) saved by pyhub_ai; behind a proxy, serve MEDIA_ROOT there instead.
+    urlpatterns += [re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT})]

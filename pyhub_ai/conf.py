@@ -96,6 +96,21 @@ class Settings:
         return getattr(settings, "PYHUB_AI_FRAME_FLOOD_LIMIT", 200)
 
     @property
+    def AGENT_MAX_STEPS(self) -> int:
+        """Model steps (answers that may call tools) allowed in one turn."""
+        return getattr(settings, "PYHUB_AI_AGENT_MAX_STEPS", 8)
+
+    @property
+    def AGENT_TIMEOUT(self) -> float:
+        """Seconds one turn of the tool-calling loop may take in all."""
+        return getattr(settings, "PYHUB_AI_AGENT_TIMEOUT", 300)
+
+    @property
+    def TOOL_TIMEOUT(self) -> float:
+        """Seconds one tool call may take before it becomes an error result."""
+        return getattr(settings, "PYHUB_AI_TOOL_TIMEOUT", 30)
+
+    @property
     def OFFLINE_MODEL_DELAY(self) -> float:
         """Seconds the offline demo model waits between streamed words (0 in tests)."""
         return getattr(settings, "PYHUB_AI_OFFLINE_MODEL_DELAY", 0.03)
@@ -113,6 +128,9 @@ NUMERIC_SETTINGS: tuple[tuple[str, type | tuple[type, ...], float], ...] = (
     ("PYHUB_AI_STREAM_SAVE_INTERVAL", (int, float), 0.1),
     ("PYHUB_AI_TURN_LOCK_LEASE", (int, float), 1),
     ("PYHUB_AI_FRAME_FLOOD_LIMIT", int, 1),
+    ("PYHUB_AI_AGENT_MAX_STEPS", int, 1),
+    ("PYHUB_AI_AGENT_TIMEOUT", (int, float), 1),
+    ("PYHUB_AI_TOOL_TIMEOUT", (int, float), 0.1),
     ("PYHUB_AI_LLM_TIMEOUT", (int, float), 1),
 )
 

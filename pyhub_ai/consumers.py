@@ -14,13 +14,14 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils import translation
 from django.utils.translation import gettext
 
-from .mixins import ChatMixin, ConversationMixin, FrameProtocolMixin, LLMMixin, ThreadGroupMixin
+from .mixins import AgentMixin, ChatMixin, ConversationMixin, FrameProtocolMixin, LLMMixin, ThreadGroupMixin
 from .mixins.protocol import CLOSE_TOO_MANY_FRAMES, FrameError
 
 logger = logging.getLogger("pyhub_ai.consumers")
 
 
 class BaseAgentChatConsumer(
+    AgentMixin,
     ChatMixin, ThreadGroupMixin, LLMMixin, FrameProtocolMixin, ConversationMixin, AsyncJsonWebsocketConsumer
 ):
     """Binds the websocket handlers to the mixins' hooks (see docs/protocol.md)."""

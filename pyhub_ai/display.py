@@ -50,4 +50,7 @@ def message_object(row: ConversationMessage) -> dict[str, Any]:
     if isinstance(message, ToolMessage):
         data["tool_call_id"] = message.tool_call_id
         data["name"] = message.name
+        data["tool_status"] = message.status
+        if isinstance(message.artifact, dict) and message.artifact.get("type") in ("image", "table"):
+            data["artifact"] = message.artifact
     return data

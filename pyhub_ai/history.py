@@ -207,6 +207,24 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
             raise DuplicateMessage(existing) from None
         return Turn(turn_id=turn_id, human=human, ai=ai)
 
+    async def aadd_tool_step(self, turn: Turn, ai_message: AIMessage, tool_messages: Sequence[ToolMessage]) -> list[ConversationMessage]:
+        """Store one finished tool-calling step of a turn, all at once: the AI message that
+        called the tools (complete), their results, and a new ``streaming`` placeholder that
+        becomes ``turn.ai`` for the model's next step. Returns the stored tool rows.
+
+        Storing a step only once its tools have answered keeps every stored tool call next to
+        its results: an interrupted step is stored as ``interrupted``, outside the window.
+        """
+        step, thread = turn.ai, self._thread_fields(turn.ai.conversation_id)
+        step.content, step.status, step.token_count = codec.encode(ai_message), Status.COMPLETE, count_tokens(ai_message)
+        tool_rows = [ConversationMessage.from_message(message, turn_id=turn.turn_id, **thread) for message in tool_messages]
+        turn.ai = ConversationMessage.from_message(AIMessage(content=""), turn_id=turn.turn_id, status=Status.STREAMING, **thread)
+        usage = ai_message.usage_metadata or {}
+        await sync_to_async(_finish_turn_rows)(
+            step, usage.get("input_tokens", 0), usage.get("output_tokens", 0), new_rows=[*tool_rows, turn.ai]
+        )
+        return tool_rows
+
     async def afinish_turn(self, turn: Turn, ai_message: AIMessage, status: str = Status.COMPLETE) -> None:
         """Store the AI reply (complete, or the partial text with an error/interrupted status)
         and add its token usage to the conversation's totals."""
@@ -302,10 +320,15 @@ def _start_on_human(messages: list[BaseMessage]) -> list[BaseMessage]:
     return []
 
 
-def _finish_turn_rows(ai_row: ConversationMessage, input_tokens: int, output_tokens: int) -> None:
-    """The AI row and the conversation's totals change together or not at all."""
+def _finish_turn_rows(
+    ai_row: ConversationMessage, input_tokens: int, output_tokens: int, new_rows: Sequence[ConversationMessage] = ()
+) -> None:
+    """The AI row, any rows that follow it and the conversation's totals change together or
+    not at all."""
     with transaction.atomic():
         ai_row.save(update_fields=["content", "status", "token_count"])
+        if new_rows:
+            ConversationMessage.objects.bulk_create(new_rows)
         Conversation.objects.filter(pk=ai_row.conversation_id).update(
             input_tokens=F("input_tokens") + input_tokens,
             output_tokens=F("output_tokens") + output_tokens,

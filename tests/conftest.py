@@ -103,3 +103,43 @@ class HangingFakeChatModel(RecordingFakeChatModel):
             if index == self.hang_after:
                 await asyncio.Event().wait()
             yield chunk
+
+
+class ToolCallingFakeChatModel(RecordingFakeChatModel):
+    """Answers ``messages`` in order; an AIMessage with ``tool_calls`` is streamed as tool-call
+    chunks. ``bind_tools`` records the tools (``bound_tools``) and returns the model itself."""
+
+    bound_tools: list = []
+
+    def bind_tools(self, tools, **kwargs):
+        self.bound_tools = [tool.name for tool in tools]
+        return self
+
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs):
+        import json
+
+        from langchain_core.messages import AIMessageChunk
+        from langchain_core.outputs import ChatGenerationChunk
+
+        self.calls.append(list(messages))
+        answer = next(self.messages)
+        if answer.content:
+            for word in answer.content.split(" "):
+                yield ChatGenerationChunk(message=AIMessageChunk(content=word + " "))
+        for index, call in enumerate(answer.tool_calls):
+            chunk = {"name": call["name"], "args": json.dumps(call["args"]), "id": call["id"], "index": index}
+            yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[chunk]))
+        usage = {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}
+        yield ChatGenerationChunk(message=AIMessageChunk(content="", usage_metadata=usage))
+
+
+def tool_calls_then(*steps) -> ToolCallingFakeChatModel:
+    """``steps``: lists of (name, args) tool calls, or a final answer string."""
+    messages = []
+    for number, step in enumerate(steps):
+        if isinstance(step, str):
+            messages.append(AIMessage(content=step))
+        else:
+            calls = [{"name": name, "args": args, "id": f"call_{number}_{i}"} for i, (name, args) in enumerate(step)]
+            messages.append(AIMessage(content="", tool_calls=calls))
+    return ToolCallingFakeChatModel(messages=iter(messages), calls=[])

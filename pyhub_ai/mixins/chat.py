@@ -141,7 +141,7 @@ class ChatMixin:
         prompt = self.get_llm_prompt_messages(previous_messages, human_message)
         self._streaming = True
         try:
-            reply = await self.stream_reply(history, turn, prompt)
+            reply = await self.produce_reply(history, turn, prompt)
         except asyncio.CancelledError:
             await self._store_reply(history, turn, self._partial_reply, Status.INTERRUPTED)
             if not self._stop_requested:  # the client has gone: only its other tabs hear of it
@@ -153,7 +153,7 @@ class ChatMixin:
         except Exception as exc:
             logger.exception("The model failed during turn %s.", turn.turn_id)
             if await self._store_reply(history, turn, self._partial_reply, Status.ERROR):
-                message = (
+                message = getattr(exc, "client_message", None) or (
                     gettext("The assistant took too long to answer. Please try again.")
                     if isinstance(exc, TimeoutError)
                     else gettext("The assistant could not answer. Please try again.")
@@ -170,12 +170,23 @@ class ChatMixin:
             return
         await self.end_reply("stream_end", turn_id=str(turn.turn_id), message=message_object(turn.ai))
         try:
-            await self.on_conversation_complete(human_message, turn.ai.message, [])
+            await self.on_conversation_complete(human_message, turn.ai.message, self.get_tools_output_list())
         except Exception:
             logger.exception("on_conversation_complete() failed for turn %s.", turn.turn_id)
 
-    async def stream_reply(self, history: DjangoChatMessageHistory, turn: Turn, prompt: list[BaseMessage]) -> AIMessageChunk | None:
-        """Stream the model's reply as ``stream_delta`` frames and return it whole.
+    async def produce_reply(self, history: DjangoChatMessageHistory, turn: Turn, prompt: list[BaseMessage]) -> AIMessageChunk | None:
+        """The reply to ``prompt``: one streamed answer of ``get_llm()``. ``AgentMixin``
+        overrides this with its tool-calling loop."""
+        return await self.stream_reply(turn, prompt, self.get_llm(), history)
+
+    def get_tools_output_list(self) -> list[Any]:
+        """What the turn's tools returned, for ``on_conversation_complete()`` (none here)."""
+        return []
+
+    async def stream_reply(
+        self, turn: Turn, prompt: list[BaseMessage], llm: Any, history: DjangoChatMessageHistory
+    ) -> AIMessageChunk | None:
+        """Stream ``llm``'s reply as ``stream_delta`` frames and return it whole.
 
         The model may wait at most ``PYHUB_AI_LLM_TIMEOUT`` seconds for each token
         (``TimeoutError`` otherwise); the text so far is saved every
@@ -186,7 +197,7 @@ class ChatMixin:
         self._partial_reply = None
         last_save = loop.time()
         async with asyncio.timeout(conf.LLM_TIMEOUT) as deadline:
-            async for chunk in self.get_llm().astream(prompt):
+            async for chunk in llm.astream(prompt):
                 deadline.reschedule(loop.time() + conf.LLM_TIMEOUT)
                 self._partial_reply = chunk if self._partial_reply is None else self._partial_reply + chunk
                 if chunk.text:
