@@ -10,11 +10,11 @@ import logging
 from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from django.core.exceptions import ImproperlyConfigured
 from django.utils import translation
 from django.utils.translation import gettext
 
 from .mixins import AgentMixin, ChatMixin, ConversationMixin, FrameProtocolMixin, LLMMixin, ThreadGroupMixin
+from .mixins.data import DataAnalystMixin
 from .mixins.protocol import CLOSE_TOO_MANY_FRAMES, FrameError
 
 logger = logging.getLogger("pyhub_ai.consumers")
@@ -123,15 +123,11 @@ class AgentChatConsumer(BaseAgentChatConsumer):
     """
 
 
-class DataAnalystChatConsumer(AgentChatConsumer):
-    """Reserved: a chat room that answers questions about a table of data.
+class DataAnalystChatConsumer(DataAnalystMixin, AgentChatConsumer):
+    """A chat room that answers questions about a table of data.
 
-    It is importable (seed-004 code imports it) but not usable yet; it arrives with the
-    safe data-analysis tools of a later release.
+    Set ``dataframe_path`` (CSV or Excel) or implement ``get_dataframe()``, and optionally
+    ``column_guideline``. The model gets safe, structured tools (describe, query, aggregate,
+    value counts, charts rendered on the server); it never runs code of its own. Needs
+    ``pip install "pyhub_ai[data]"`` (pandas, matplotlib).
     """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise ImproperlyConfigured(
-            "DataAnalystChatConsumer is not available in this release of pyhub_ai. "
-            "Use AgentChatConsumer for chat rooms."
-        )

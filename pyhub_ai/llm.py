@@ -20,7 +20,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage, ToolMessage, message_chunk_to_message
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from .conf import conf
@@ -118,14 +118,44 @@ def _offline_model(delay: float) -> BaseChatModel:
     return OfflineChatModel(delay=delay)
 
 
+#: Words that make the offline model call a tool whose name contains the key.
+OFFLINE_TOOL_KEYWORDS = {
+    "describe": ("describe", "summary", "summarise", "summarize", "overview", "columns", "요약", "설명", "컬럼"),
+    "chart": ("chart", "plot", "graph", "visuali", "차트", "그래프", "시각화"),
+    "count": ("count", "how many", "개수", "몇 개"),
+}
+
+
 class OfflineChatModel(BaseChatModel):
     """A deterministic stand-in model that needs no network and says what it is.
 
     It streams a short reply word by word (``delay`` seconds apart), quotes the user's last
-    message, and reports approximate token usage like a real model.
+    message, and reports approximate token usage like a real model. Bound to tools, it calls
+    one that needs no arguments when the user's message names it (or a keyword of
+    ``OFFLINE_TOOL_KEYWORDS``), then reports the tool's answer.
     """
 
     delay: float = 0.0
+    tool_names: tuple[str, ...] = ()
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> OfflineChatModel:
+        """A copy that may call those of ``tools`` that need no arguments."""
+        callable_without_arguments = tuple(
+            tool.name for tool in tools if not (getattr(tool, "tool_call_schema", None) and _required_fields(tool))
+        )
+        return self.model_copy(update={"tool_names": callable_without_arguments})
+
+    def tool_call_for(self, messages: list[BaseMessage]) -> dict[str, Any] | None:
+        """The tool call the offline model makes for ``messages`` (``None``: it just answers)."""
+        if not self.tool_names or not messages or not isinstance(messages[-1], HumanMessage):
+            return None
+        text = messages[-1].text.lower()
+        for name in self.tool_names:
+            words = [word for word in name.lower().split("_") if len(word) >= 4]
+            keywords = [keyword for key, found in OFFLINE_TOOL_KEYWORDS.items() if key in name for keyword in found]
+            if any(word in text for word in [*words, *keywords]):
+                return {"name": name, "args": "{}", "id": f"offline_{name}", "index": 0}
+        return None
 
     @property
     def _llm_type(self) -> str:
@@ -133,6 +163,10 @@ class OfflineChatModel(BaseChatModel):
 
     def reply_for(self, messages: list[BaseMessage]) -> str:
         """The full reply to ``messages`` (the same input always gives the same reply)."""
+        if messages and isinstance(messages[-1], ToolMessage):
+            result = messages[-1].text.strip()
+            result = result if len(result) <= 600 else result[:600] + "…"
+            return gettext("The tool “%(name)s” answered:") % {"name": messages[-1].name} + f"\n\n```\n{result}\n```"
         last_human = next((m for m in reversed(messages) if isinstance(m, HumanMessage)), None)
         is_starter = last_human is not None and last_human.additional_kwargs.get(STARTER_FLAG)
         said = last_human.text.strip() if last_human is not None and not is_starter else ""
@@ -156,13 +190,19 @@ class OfflineChatModel(BaseChatModel):
         return {"input_tokens": input_tokens, "output_tokens": output_tokens, "total_tokens": input_tokens + output_tokens}
 
     def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
-        pieces = self._pieces(messages)
-        message = AIMessage(content="".join(pieces), usage_metadata=self._usage(messages, pieces))
-        return ChatResult(generations=[ChatGeneration(message=message)])
+        chunks = list(self._stream(messages))
+        message = chunks[0].message
+        for chunk in chunks[1:]:
+            message = message + chunk.message
+        return ChatResult(generations=[ChatGeneration(message=message_chunk_to_message(message))])
 
     def _stream(
         self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
     ) -> Iterator[ChatGenerationChunk]:
+        call = self.tool_call_for(messages)
+        if call is not None:
+            yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[call], usage_metadata=self._usage(messages, [])))
+            return
         pieces = self._pieces(messages)
         for piece in pieces:
             if self.delay:
@@ -173,9 +213,20 @@ class OfflineChatModel(BaseChatModel):
     async def _astream(
         self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
     ) -> AsyncIterator[ChatGenerationChunk]:
+        call = self.tool_call_for(messages)
+        if call is not None:
+            yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[call], usage_metadata=self._usage(messages, [])))
+            return
         pieces = self._pieces(messages)
         for piece in pieces:
             if self.delay:
                 await asyncio.sleep(self.delay)
             yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
         yield ChatGenerationChunk(message=AIMessageChunk(content="", usage_metadata=self._usage(messages, pieces)))
+
+
+def _required_fields(tool: Any) -> list[str]:
+    schema = tool.tool_call_schema
+    if isinstance(schema, dict):
+        return list(schema.get("required", []))
+    return [name for name, field in schema.model_fields.items() if field.is_required()]
