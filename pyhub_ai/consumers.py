@@ -106,6 +106,10 @@ class BaseAgentChatConsumer(
         if event["sender"] != self.channel_name:
             await self.send_json(event["frame"])
 
+    async def pyhub_ai_presence(self, event: dict[str, Any]) -> None:
+        """Another connection of the same thread joined or left (see ``ThreadGroupMixin``)."""
+        await self.on_peer_presence(event)
+
     async def disconnect(self, code: int) -> None:
         """Stop a reply in progress; what was streamed so far is stored as ``interrupted``."""
         await self.cancel_turn()

@@ -42,6 +42,14 @@ STARTER_FLAG = "pyhub_ai_starter"
 NO_KEY_PLACEHOLDER = "not-needed"
 
 
+def redact_secrets(text: str, *secrets: str) -> str:
+    """``text`` with the configured OpenAI key (and ``secrets``) replaced by ``[redacted]``."""
+    for secret in {conf.OPENAI_API_KEY, *secrets}:
+        if secret and len(secret) >= 8:
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
 def parse_model(model: LLMModel | str) -> tuple[str, str]:
     """Split ``"provider:model"`` (or an ``LLMModel``) into its parts; a bare name is OpenAI's."""
     value = str(model.value if isinstance(model, LLMModel) else model).strip()

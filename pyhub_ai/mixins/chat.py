@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import traceback
 from typing import Any
 
 from django.db import DatabaseError
@@ -21,6 +22,10 @@ from .protocol import FrameError
 logger = logging.getLogger("pyhub_ai.chat")
 
 Status = ConversationMessage.Status
+
+
+def format_exception(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc))
 
 
 class ChatMixin:
@@ -105,6 +110,11 @@ class ChatMixin:
         self._reply_open = False
         await self.send_error(code, message, **data)
 
+    async def fail_turn(self, turn: Turn, code: str, message: str) -> None:
+        """End a turn whose reply failed with an error frame, to every tab of the thread."""
+        self._reply_open = False
+        await self.send_turn_frame("error", code=code, message=message, turn_id=str(turn.turn_id))
+
     async def run_turn(self, human_message: HumanMessage, *, visible: bool = True, idempotency_key: str = "") -> None:
         """Run one turn while holding the thread's lock, so turns from several tabs or workers
         never interleave and each reply is built from a complete history."""
@@ -150,18 +160,20 @@ class ChatMixin:
             asyncio.current_task().uncancel()
             await self.end_reply("stream_end", turn_id=str(turn.turn_id), message=message_object(turn.ai))
             return
+        except DatabaseError as exc:
+            logger.error("Could not save the reply of turn %s while it streamed: %r", turn.turn_id, exc)
+            if await self._store_reply(history, turn, self._partial_reply, Status.ERROR):
+                await self.fail_turn(turn, "storage_error", gettext("The reply could not be saved."))
+            return
         except Exception as exc:
-            logger.exception("The model failed during turn %s.", turn.turn_id)
+            logger.error("The model failed during turn %s:\n%s", turn.turn_id, self.redact(format_exception(exc)))
             if await self._store_reply(history, turn, self._partial_reply, Status.ERROR):
                 message = getattr(exc, "client_message", None) or (
                     gettext("The assistant took too long to answer. Please try again.")
                     if isinstance(exc, TimeoutError)
                     else gettext("The assistant could not answer. Please try again.")
                 )
-                self._reply_open = False
-                await self.send_turn_frame(
-                    "error", code="llm_error", message=message, turn_id=str(turn.turn_id)
-                )
+                await self.fail_turn(turn, "llm_error", message)
             return
         finally:
             self._streaming = False

@@ -1,10 +1,12 @@
 """Every open tab of a conversation thread, in any worker process, sees the same turns live.
 
-Each connection joins a channel-layer group named after its thread. The frames of a turn are
-sent to the connection's own socket at once and, through the group, to the thread's other
-connections (``pyhub_ai.frame`` events, handled by the consumer's ``pyhub_ai_frame``).
-Streamed text is sent to the group in pieces at most every ``GROUP_DELTA_INTERVAL`` seconds,
-so other tabs cost one channel-layer message per interval, not one per token.
+Each connection joins a channel-layer group named after its thread and announces itself
+(``pyhub_ai.presence`` events); connections already there answer, so each knows its peers.
+The frames of a turn go to the connection's own socket at once and, only when it has peers,
+through the group to them (``pyhub_ai.frame`` events, handled by the consumer's
+``pyhub_ai_frame``). A lone tab, the usual case, costs the channel layer nothing per turn.
+Streamed text is relayed in pieces at most every ``GROUP_DELTA_INTERVAL`` seconds, so other
+tabs cost one channel-layer message per interval, not one per token.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ class ThreadGroupMixin:
     channel_layer: Any
     channel_name: str
     thread_group: str | None = None
+    _peers: set[str] | None = None
     _pending_delta: dict[str, Any] | None = None
     _last_delta_relay: float = 0.0
 
@@ -35,12 +38,35 @@ class ThreadGroupMixin:
         """Called by ``connect()`` once access is granted."""
         if self.channel_layer is not None:
             self.thread_group = self.get_thread_group_name()
+            self._peers = set()
             await self.channel_layer.group_add(self.thread_group, self.channel_name)
+            await self._announce(joined=True)
 
     async def leave_thread_group(self) -> None:
         """Called by ``disconnect()``."""
         if self.thread_group is not None:
             await self.channel_layer.group_discard(self.thread_group, self.channel_name)
+            await self._announce(joined=False)
+
+    async def on_peer_presence(self, event: dict[str, Any]) -> None:
+        """Another connection of the thread joined or left (called by ``pyhub_ai_presence``);
+        a newcomer is answered directly, so it knows this connection too."""
+        sender = event["sender"]
+        if sender == self.channel_name or self._peers is None:
+            return
+        if not event["joined"]:
+            self._peers.discard(sender)
+            return
+        if sender not in self._peers:
+            self._peers.add(sender)
+            if event.get("answer", True):
+                await self.channel_layer.send(sender, self._presence(joined=True, answer=False))
+
+    def _presence(self, *, joined: bool, answer: bool = True) -> dict[str, Any]:
+        return {"type": "pyhub_ai.presence", "sender": self.channel_name, "joined": joined, "answer": answer}
+
+    async def _announce(self, *, joined: bool) -> None:
+        await self.channel_layer.group_send(self.thread_group, self._presence(joined=joined))
 
     async def send_turn_frame(self, frame_type: str, *, to_self: bool = True, **data: Any) -> None:
         """Send a frame of a turn to this connection (unless ``to_self`` is false: it has gone)
@@ -48,7 +74,7 @@ class ThreadGroupMixin:
         frame = {"type": frame_type, **data}
         if to_self:
             await self.send_json(frame)
-        if self.thread_group is None:
+        if not self._peers:
             return
         if frame_type == "stream_delta":
             await self._relay_delta(frame)

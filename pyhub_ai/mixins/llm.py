@@ -8,7 +8,7 @@ from django.core.exceptions import ImproperlyConfigured
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, SystemMessage
 
-from ..llm import get_chat_model
+from ..llm import get_chat_model, redact_secrets
 from ..specs import LLMModel
 
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}\s][^{}]*)\}")
@@ -74,6 +74,11 @@ class LLMMixin:
             api_key=self.get_llm_openai_api_key(),
             base_url=self.get_llm_openai_base_url(),
         )
+
+    def redact(self, text: str) -> str:
+        """``text`` with every configured API key replaced, for logs: a provider's error may
+        quote the request's credentials."""
+        return redact_secrets(text, self.get_llm_openai_api_key())
 
     def get_llm_prompt_context_data(self) -> dict[str, Any]:
         """Values for the ``{placeholders}`` of the system prompt and first user message."""
