@@ -106,7 +106,7 @@ def decode(payload: Any) -> BaseMessage:
 def _decode_legacy(payload: dict[str, Any]) -> BaseMessage:
     class_name = payload.get("_type")
     value = payload.get("_value")
-    if class_name not in LEGACY_CLASS_NAMES or not isinstance(value, dict):
+    if not isinstance(class_name, str) or class_name not in LEGACY_CLASS_NAMES or not isinstance(value, dict):
         raise CodecError(f"Unknown django-pyhub-ai message type {class_name!r}.", payload)
     message_type = class_name if class_name.endswith("Chunk") else value.get("type")
     # LangChain < 1.0 had an ``example`` flag; current messages have no such field.
@@ -115,7 +115,7 @@ def _decode_legacy(payload: dict[str, Any]) -> BaseMessage:
 
 
 def _rebuild(message_type: Any, data: Any, payload: Any) -> BaseMessage:
-    if message_type not in KNOWN_TYPES:
+    if not isinstance(message_type, str) or message_type not in KNOWN_TYPES:
         raise CodecError(f"Unknown message type {message_type!r}.", payload)
     if not isinstance(data, dict):
         raise CodecError("Stored message has no 'data' object.", payload)

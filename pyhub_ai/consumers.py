@@ -29,6 +29,15 @@ class BaseAgentChatConsumer(
     language: str | None = None
     closing: bool = False
 
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Run the consumer; if the server cancels it (a worker shutting down), the reply in
+        progress is stopped and stored as ``interrupted`` before the cancellation goes on."""
+        try:
+            await super().__call__(scope, receive, send)
+        except asyncio.CancelledError:
+            await asyncio.shield(self.cancel_turn())
+            raise
+
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Handle every event in the visitor's language (error frames, the offline model)."""
         if self.language is None:

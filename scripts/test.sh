@@ -9,7 +9,8 @@
 # then runs three pytest processes:
 #
 #   1. the unit suite on SQLite with the in-memory channel layer;
-#   2. the unit suite again on PostgreSQL with the Redis channel layer;
+#   2. the unit suite again on PostgreSQL with the Redis channel layer, plus the multi-process
+#      tests (two live daphne processes sharing that database and Redis, one of them killed);
 #   3. the browser suite (live daphne servers in child processes) on SQLite.
 #
 # It exits non-zero if any of them fails (see /work/shared/TESTING-NOTES.md). The servers are
@@ -102,10 +103,11 @@ run_tests() {
     local postgres=("DATABASE_URL=$PYHUB_AI_TEST_POSTGRES_URL" "REDIS_URL=$PYHUB_AI_TEST_REDIS_URL")
     mkdir -p var "$ARTIFACTS/screenshots"
 
-    status=0; run_pytest "unit suite: SQLite + in-memory layer" "not browser" "${sqlite[@]}" || status=$?
+    # The multiprocess tests need PostgreSQL and Redis: only the second run selects them.
+    status=0; run_pytest "unit suite: SQLite + in-memory layer" "not browser and not multiprocess" "${sqlite[@]}" || status=$?
     names+=("unit suite, SQLite + in-memory layer"); statuses+=("$status")
-    status=0; run_pytest "unit suite: PostgreSQL + Redis layer" "not browser" "${postgres[@]}" || status=$?
-    names+=("unit suite, PostgreSQL + Redis layer"); statuses+=("$status")
+    status=0; run_pytest "unit + multi-process suite: PostgreSQL + Redis layer" "not browser" "${postgres[@]}" || status=$?
+    names+=("unit + multi-process suite, PostgreSQL + Redis layer"); statuses+=("$status")
     status=0; run_pytest "browser suite: SQLite + in-memory layer" "browser" "${sqlite[@]}" || status=$?
     names+=("browser suite, SQLite + in-memory layer"); statuses+=("$status")
 

@@ -88,8 +88,10 @@ class LiveServer:
         return _tail(self.log_path, lines)
 
 
-def _spawn(name: str, settings_module: str, application: str, extra_env: dict[str, str] | None) -> tuple[LiveServer, list[str]]:
-    host, port = "127.0.0.1", free_port()
+def _spawn(
+    name: str, settings_module: str, application: str, extra_env: dict[str, str] | None, port: int | None = None
+) -> tuple[LiveServer, list[str]]:
+    host, port = "127.0.0.1", port or free_port()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log_path = ARTIFACTS / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.log"
     env = {
@@ -134,19 +136,24 @@ def run_daphnes(
     application: str = ASGI_APPLICATION,
     extra_env: dict[str, str] | None = None,
     timeout: float = START_TIMEOUT,
+    port: int | None = None,
 ) -> Iterator[list[LiveServer]]:
     """Start ``count`` daphne processes (each on its own free port of 127.0.0.1, all on the
     test database, with ``extra_env`` added to their environment); yield them once all of them
     listen; stop every one that is still running at the end (also after a failure).
 
     Their output goes to ``test-artifacts/<name>-<n>.log`` (``<name>.log`` for one server).
+    ``port`` (one server only) listens on that port instead of a free one, e.g. to restart a
+    server where its clients will reconnect.
     """
+    if port is not None and count != 1:
+        raise ValueError("run_daphnes(port=...) starts exactly one server (count=1).")
     servers: list[LiveServer] = []
     try:
         started = []
         for index in range(1, count + 1):
             server_name = name if count == 1 else f"{name}-{index}"
-            started.append(_spawn(server_name, settings_module, application, extra_env))
+            started.append(_spawn(server_name, settings_module, application, extra_env, port))
             servers.append(started[-1][0])
         deadline = time.monotonic() + timeout
         for server, command in started:
@@ -165,10 +172,11 @@ def run_daphne(
     application: str = ASGI_APPLICATION,
     extra_env: dict[str, str] | None = None,
     timeout: float = START_TIMEOUT,
+    port: int | None = None,
 ) -> Iterator[tuple[str, Path]]:
-    """Start ``daphne`` on a free port of 127.0.0.1; yield ``(base_url, log_path)``; stop it."""
+    """Start ``daphne`` on a free port of 127.0.0.1 (or on ``port``); yield ``(base_url, log_path)``; stop it."""
     with run_daphnes(
-        1, name, settings_module=settings_module, application=application, extra_env=extra_env, timeout=timeout
+        1, name, settings_module=settings_module, application=application, extra_env=extra_env, timeout=timeout, port=port
     ) as (server,):
         yield server.url, server.log_path
 

@@ -12,16 +12,19 @@ from mysite.settings import BASE_DIR, DATABASES
 SECRET_KEY = "pyhub-ai-tests"
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Tests that count turns set their own limit (tests/test_policies.py).
+PYHUB_AI_RATE_LIMIT = None
 # 0 (instant replies) unless the environment says otherwise: the multi-process tests give their
 # daphne children a delay, a short save interval (a reply streams long enough to be cut) and a
 # short turn-lock lease (the lock of a killed process expires soon).
-# Tests that count turns set their own limit (tests/test_policies.py).
-PYHUB_AI_RATE_LIMIT = None
 PYHUB_AI_OFFLINE_MODEL_DELAY = float(os.environ.get("PYHUB_AI_OFFLINE_MODEL_DELAY", 0))
 if os.environ.get("PYHUB_AI_STREAM_SAVE_INTERVAL"):
     PYHUB_AI_STREAM_SAVE_INTERVAL = float(os.environ["PYHUB_AI_STREAM_SAVE_INTERVAL"])
 if os.environ.get("PYHUB_AI_TURN_LOCK_LEASE"):
     PYHUB_AI_TURN_LOCK_LEASE = float(os.environ["PYHUB_AI_TURN_LOCK_LEASE"])
+# The browser tests page through long histories in small pages (tests/test_browser_ux.py).
+if os.environ.get("PYHUB_AI_HISTORY_PAGE_SIZE"):
+    PYHUB_AI_HISTORY_PAGE_SIZE = int(os.environ["PYHUB_AI_HISTORY_PAGE_SIZE"])
 
 # The test database, named explicitly and once per test process: its live daphne children
 # (tests/live_server.py sets PYHUB_AI_TEST_USE_TEST_DB=1) inherit the variable below and open the

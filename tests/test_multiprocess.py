@@ -8,8 +8,8 @@ is killed mid-reply.
 
 They need PostgreSQL (``DATABASE_URL``) and Redis (``REDIS_URL``): processes share groups only
 through Redis, and SQLite is not for several writers. ``make test`` runs them in its
-PostgreSQL + Redis run (``-m multiprocess`` selects them); without those servers they are
-skipped, except on CI (``CI=true``), where they fail.
+PostgreSQL + Redis run and deselects them in its SQLite run (``-m "not multiprocess"``);
+elsewhere, without those servers they are skipped, except on CI (``CI=true``), where they fail.
 """
 from __future__ import annotations
 
@@ -20,29 +20,39 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from importlib import import_module
 from typing import Any
 
 import pytest
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.utils import timezone
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from example.models import LLMChatRoom
-from pyhub_ai.locks import LEASE, is_locked, thread_key
-from pyhub_ai.models import ConversationMessage
+from pyhub_ai.locks import is_locked, thread_key
+from pyhub_ai.models import ConversationMessage, ThreadLock
 from tests.live_server import LiveServer, run_daphnes
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.django_db(transaction=True)]
 
+#: Seconds the turn lock of a killed process outlives it (``PYHUB_AI_TURN_LOCK_LEASE``, 15 by
+#: default), in the daphne children.
+LEASE = 3.0
 #: The daphne children stream the offline model's reply word by word, 50 ms apart (a reply
-#: of ~30 words takes ~1.5 s), and save a streaming reply every 0.2 s.
-SERVER_ENV = {"PYHUB_AI_OFFLINE_MODEL_DELAY": "0.05", "PYHUB_AI_STREAM_SAVE_INTERVAL": "0.2"}
+#: of ~30 words takes ~1.5 s), save a streaming reply every 0.2 s, and hold turn locks with
+#: a short lease (tests/settings.py reads these variables).
+SERVER_ENV = {
+    "PYHUB_AI_OFFLINE_MODEL_DELAY": "0.05",
+    "PYHUB_AI_STREAM_SAVE_INTERVAL": "0.2",
+    "PYHUB_AI_TURN_LOCK_LEASE": str(LEASE),
+}
 #: Longest wait for one frame, or for a connection to open or drop.
 FRAME_TIMEOUT = 10.0
-#: Longest wait for the turn lock of a killed process to expire (its lease is 15 s).
-LEASE_TIMEOUT = LEASE.total_seconds() + 5
+#: Longest wait for the turn lock of a killed process to expire.
+LEASE_TIMEOUT = LEASE + 5
 #: ``stream_delta`` frames the client receives before the server is killed (several saves).
 DELTAS_BEFORE_KILL = 12
 
@@ -189,6 +199,14 @@ async def thread_rows(room: LLMChatRoom, user) -> list[ConversationMessage]:
     ]
 
 
+async def wait_until_unlocked(key: str, timeout: float) -> None:
+    """Wait until no live turn holds the thread ``key``."""
+    deadline = time.monotonic() + timeout
+    while await is_locked(key):
+        assert time.monotonic() < deadline, f"the thread {key} is still locked after {timeout:.1f} s"
+        await asyncio.sleep(0.1)
+
+
 def row_summary(row: ConversationMessage) -> tuple:
     return (row.pk, row.role, row.status, row.visible, row.message.text, str(row.turn_id))
 
@@ -289,17 +307,18 @@ async def test_a_reply_cut_by_a_killed_process_is_kept_as_interrupted(servers, r
     assert rows[cut_echo["id"]].status == "complete"
     key = thread_key(room.conversation_id, user.pk, "")
 
-    # While the dead turn's lease lasts, a tab on the other process sees the reply `streaming`.
-    if await is_locked(key):
+    # While the dead turn's lease lasts, a tab on the other process sees the reply `streaming`
+    # (checked only when the lease has a second left, so it cannot expire during the check).
+    lock = await ThreadLock.objects.filter(key=key).afirst()
+    assert lock is not None, "the killed turn's lock is gone"
+    if lock.expires_at - timezone.now() > timedelta(seconds=1):
         peek, history = await Client.open(second, room.conversation_id, session_cookie, "peek (daphne #2)")
         await peek.close()
         assert history[-1]["id"] == cut_start["message_id"]
         assert (history[-1]["status"], history[-1]["text"]) == ("streaming", saved)
 
-    # The lease is 15 s and pyhub_ai has no setting to shorten it: wait until it expires.
-    while await is_locked(key):
-        assert time.monotonic() - killed_at < LEASE_TIMEOUT, f"the lease did not expire within {LEASE_TIMEOUT} s"
-        await asyncio.sleep(0.2)
+    # Until the lease expires, no other turn may start in the thread; wait for that.
+    await wait_until_unlocked(key, LEASE_TIMEOUT - (time.monotonic() - killed_at))
 
     # The user reloads: the page connects to the process that is still running.
     tab2, history = await Client.open(second, room.conversation_id, session_cookie, "tab (daphne #2)")
@@ -329,6 +348,7 @@ async def test_a_reply_cut_by_a_killed_process_is_kept_as_interrupted(servers, r
         rows_final = [row_summary(row) for row in await thread_rows(room, user)]
         assert rows_final[:6] == rows_after
         assert [(role, status) for _, role, status, *_ in rows_final[6:]] == [("human", "complete"), ("ai", "complete")]
-        assert not await is_locked(key)
+        # The turn releases the thread's lock just after its last frame.
+        await wait_until_unlocked(key, FRAME_TIMEOUT)
     finally:
         await tab2.close()

@@ -139,3 +139,22 @@ async def test_a_live_reply_of_another_tab_is_shown_as_streaming(user_a, use_mod
     assert (await receive_until(second_tab, "stream_end"))[-1]["message"]["text"] == "x y z w"
     await first_tab.disconnect()
     await second_tab.disconnect()
+
+
+async def test_a_worker_shutting_down_stores_the_reply_in_progress_as_interrupted(user_a, use_model):
+    import asyncio
+
+    use_model(SlowFakeChatModel(messages=iter([AIMessage(content="one two three four five six")]), delay=0.2, calls=[]))
+    conversation = await Conversation.objects.acreate(user=user_a)
+    communicator = await connect(conversation.pk, user_a, route="plain")
+    await receive_until(communicator, "history")
+    await communicator.send_json_to({"type": "user_message", "text": "talk"})
+    await receive_until(communicator, "stream_delta")
+
+    communicator.future.cancel()  # what daphne does to its applications when it stops
+    with pytest.raises(asyncio.CancelledError):
+        await communicator.future
+
+    role, status, text = (await stored(conversation))[1]
+    assert (role, status) == ("ai", "interrupted") and text.startswith("one")
+    assert await ThreadLock.objects.acount() == 0

@@ -91,13 +91,16 @@ class ChatMixin:
             self._turn_task.cancel()
 
     async def cancel_turn(self) -> None:
-        """Stop the running turn (if any) and wait until its partial reply is stored."""
-        if self._turn_task is not None and not self._turn_task.done():
+        """Stop the reply in progress (if any) and wait until its partial reply is stored; a
+        turn whose reply was already sent is left to finish (``on_conversation_complete``)."""
+        if self._turn_task is None or self._turn_task.done():
+            return
+        if self._reply_open:
             self._turn_task.cancel()
-            try:
-                await self._turn_task
-            except asyncio.CancelledError:
-                pass
+        try:
+            await self._turn_task
+        except asyncio.CancelledError:
+            pass
 
     async def end_reply(self, frame_type: str, **data: Any) -> None:
         """Send the turn's last frame (to every tab of the thread); the client may send its next
