@@ -1,7 +1,8 @@
 """One turn at a time per conversation thread, across tabs, processes and machines.
 
-A turn holds a lease: a ``ThreadLock`` row keyed by the thread, created (or taken over once
-expired) with one query and deleted when the turn ends. It works the same on SQLite and
+A turn holds a lease: a ``ThreadLock`` row keyed by the thread, taken with one query (an
+UPDATE of the thread's released row; an INSERT the first time; an UPDATE of an expired lease
+left by a dead worker) and released with one UPDATE when the turn ends. It works the same on SQLite and
 PostgreSQL, needs no open transaction while the model streams, and a worker killed mid-turn
 only blocks its thread until the lease expires. While a turn runs, the lease is renewed.
 """
@@ -39,14 +40,21 @@ async def is_locked(key: str) -> bool:
     return await ThreadLock.objects.filter(key=key, expires_at__gt=timezone.now()).aexists()
 
 
+#: The token of a released lock.
+RELEASED = ""
+
+
 async def _try_acquire(key: str, token: str) -> Acquired | None:
     now = timezone.now()
+    held = {"token": token, "expires_at": now + _lease()}
+    if await ThreadLock.objects.filter(key=key, token=RELEASED).aupdate(**held):
+        return Acquired(took_over=False)
     try:
-        await ThreadLock.objects.acreate(key=key, token=token, expires_at=now + _lease())
+        await ThreadLock.objects.acreate(key=key, **held)
         return Acquired(took_over=False)
     except IntegrityError:
-        taken_over = await ThreadLock.objects.filter(key=key, expires_at__lt=now).aupdate(token=token, expires_at=now + _lease())
-        return Acquired(took_over=True) if taken_over == 1 else None
+        expired = ThreadLock.objects.filter(key=key, expires_at__lt=now).exclude(token=RELEASED)
+        return Acquired(took_over=True) if await expired.aupdate(**held) else None
 
 
 async def _renew(key: str, token: str) -> None:
@@ -79,4 +87,4 @@ async def thread_lock(key: str, wait: float) -> AsyncIterator[Acquired]:
         yield acquired
     finally:
         renewal.cancel()
-        await asyncio.shield(ThreadLock.objects.filter(key=key, token=token).adelete())
+        await asyncio.shield(ThreadLock.objects.filter(key=key, token=token).aupdate(token=RELEASED, expires_at=timezone.now()))
