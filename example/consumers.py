@@ -1,6 +1,18 @@
-"""The seed-004 tutorial's consumer, unchanged."""
+"""The seed-004 tutorial's consumer, fed by the room it serves.
+
+The class is the tutorial's, with one addition: ``aget_conversation()`` loads the
+conversation together with its room (one query, ``select_related``), so that
+``get_llm_prompt_context_data()`` — a *sync* hook called inside async code — can read the
+room's language, situation and level without touching the database. A conversation that
+belongs to no room gets the tutorial's hard-coded values, as before.
+"""
+from __future__ import annotations
+
 from pyhub_ai.consumers import AgentChatConsumer, DataAnalystChatConsumer  # noqa: F401
+from pyhub_ai.models import Conversation
 from pyhub_ai.specs import LLMModel
+
+from .models import LLMChatRoom
 
 
 class LanguageTutorChatConsumer(AgentChatConsumer):
@@ -14,7 +26,12 @@ You are a language tutor.
 """
     llm_first_user_message_template = "첫 문장으로 대화를 시작해주세요."
 
+    #: The room of the connected conversation, set by ``aget_conversation()`` (``None``: no room).
+    room: LLMChatRoom | None = None
+
     def get_llm_prompt_context_data(self) -> dict:
+        if self.room is not None:
+            return self.room.get_prompt_context_data()
         return {
             "언어": "중국어",
             "상황": "스타벅스에서 커피를 주문하는 상황",
@@ -24,3 +41,19 @@ You are a language tutor.
     # Accept the websocket whether or not the visitor is signed in.
     async def can_accept(self) -> bool:
         return True
+
+    async def aget_conversation(self) -> Conversation | None:
+        """The conversation of the URL, loaded with its room (which is kept in ``self.room``).
+
+        Access is still checked afterwards by ``can_access_conversation()``: a conversation a
+        user started in a room is theirs only.
+        """
+        pk = self.get_conversation_pk()
+        if pk is None:
+            return None
+        try:
+            conversation = await Conversation.objects.select_related(*LLMChatRoom.CONVERSATION_RELATIONS).aget(pk=pk)
+        except (Conversation.DoesNotExist, ValueError):
+            return None
+        self.room = LLMChatRoom.of_conversation(conversation)
+        return conversation

@@ -78,7 +78,9 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # socket_timeout None: channels-redis blocks up to 5 s waiting for messages, and
+            # redis-py 8 defaults to a 5 s read timeout, which would drop idle connections.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
         }
     }
     # Shared by every worker: pyhub_ai's turn rate limit counts here.

@@ -1,16 +1,48 @@
-"""The admin: conversations with their messages shown as a readable thread."""
+"""The admin: conversations with their messages shown as a readable, paginated thread.
+
+The conversation list shows each conversation's owner, message count, token totals, last
+activity and the status of its last turn, and searches titles, owners and message text. A
+conversation's page shows its thread like the chat page does (read-only, 100 messages a page,
+``?page=``); it and the list can export conversations (JSON Lines or Markdown, the formats of
+``manage.py pyhub_ai_export``, from :mod:`pyhub_ai.transfer`) and clear their messages.
+
+Everything shown is escaped: message text is text, and the Markdown of AI replies is rendered
+in the browser by the chat page's ``markdown.js`` from that escaped text.
+"""
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
-from django.contrib import admin
-from django.db.models import Count, Max
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Subquery
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext, gettext_lazy as _, ngettext
+from langchain_core.messages import AIMessage, ToolMessage
 
-from . import codec
+from . import codec, transfer
 from .display import message_text
 from .models import Conversation, ConversationMessage
+
+#: Messages per page of a conversation's thread in the admin.
+THREAD_PAGE_SIZE = 100
+#: Rows shown of a tool's table result.
+ADMIN_TABLE_ROWS = 50
+#: Image URLs shown: site-relative or http(s) (never javascript:, data: ...).
+_SAFE_URL = re.compile(r"^(?:https?://|/(?!/))", re.IGNORECASE)
+
+Status = ConversationMessage.Status
 
 
 def render_message(row: ConversationMessage):
@@ -29,36 +61,150 @@ def render_message(row: ConversationMessage):
     return format_html("{}<div>{}</div><ul>{}</ul>", text, _("Tool calls:"), calls)
 
 
-class ConversationMessageInline(admin.TabularInline):
-    model = ConversationMessage
-    extra = 0
-    can_delete = False
-    ordering = ["pk"]
-    fields = ["created_at", "user", "role", "status", "visible", "rendered"]
-    readonly_fields = fields
-    show_change_link = True
+# -- The thread on a conversation's page --------------------------------------------------------
 
-    @admin.display(description=_("message"))
-    def rendered(self, row: ConversationMessage):
-        return render_message(row)
 
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
+@dataclass
+class ThreadItem:
+    """One message of the thread, ready for admin/pyhub_ai/conversation/thread.html."""
+
+    row: ConversationMessage
+    text: str = ""
+    markdown: bool = False
+    tool_name: str = ""
+    tool_calls: list[dict[str, str]] = field(default_factory=list)
+    unreadable: str = ""
+    thread: str = ""
+    image: dict[str, str] | None = None
+    table: dict[str, Any] | None = None
+
+    @property
+    def role(self) -> str:
+        return self.row.role
+
+    @property
+    def status(self) -> str:
+        return self.row.status
+
+
+def thread_item(row: ConversationMessage, conversation: Conversation) -> ThreadItem:
+    """How the admin shows ``row`` (AI text is Markdown, rendered by the page's markdown.js)."""
+    item = ThreadItem(row=row)
+    if conversation.user_id is None:
+        item.thread = thread_label(row)
+    try:
+        message = row.message
+    except codec.CodecError as exc:
+        item.unreadable = gettext("Unreadable message: %s") % exc
+        return item
+    item.text = message_text(message)
+    item.markdown = isinstance(message, AIMessage)
+    if isinstance(message, ToolMessage):
+        item.tool_name = message.name or message.tool_call_id
+        artifact = message.artifact if isinstance(message.artifact, dict) else {}
+        if artifact.get("type") == "image" and _SAFE_URL.match(str(artifact.get("url", ""))):
+            item.image = {"url": artifact["url"], "alt": str(artifact.get("alt", ""))}
+        elif artifact.get("type") == "table" and isinstance(artifact.get("rows"), list):
+            item.table = {
+                "columns": artifact.get("columns") or [],
+                "rows": artifact["rows"][:ADMIN_TABLE_ROWS],
+                "total_rows": artifact.get("total_rows", len(artifact["rows"])),
+            }
+    if isinstance(message, AIMessage):
+        item.tool_calls = [
+            {"name": call["name"], "args": json.dumps(call["args"], ensure_ascii=False)} for call in message.tool_calls
+        ]
+    return item
+
+
+def thread_label(row: ConversationMessage) -> str:
+    """Whose private thread of an owner-less conversation ``row`` belongs to."""
+    if row.user_id:
+        return gettext("%(user)s's thread") % {"user": row.user.get_username()}
+    if row.visitor_key:
+        return gettext("Anonymous visitor %(key)s") % {"key": row.visitor_key[:8]}
+    return gettext("Thread without a user")
+
+
+# -- The conversation list ------------------------------------------------------------------------
+
+
+class LastTurnStatusFilter(admin.SimpleListFilter):
+    """Conversations by the status of their newest message (the outcome of the last turn)."""
+
+    title = _("last turn")
+    parameter_name = "last_turn"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return list(Status.choices)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> QuerySet[Conversation]:
+        if self.value() in Status.values:
+            return queryset.filter(_last_status=self.value())
+        return queryset
+
+
+def export_response(conversations: QuerySet[Conversation], export_format: str, filename: str) -> StreamingHttpResponse:
+    """A download of ``conversations`` as ``manage.py pyhub_ai_export`` writes them."""
+    lines: Iterable[str]
+    if export_format == "markdown":
+        lines, content_type, extension = transfer.markdown_transcript(conversations), "text/markdown", "md"
+    else:
+        records = transfer.export_records(conversations)
+        lines, content_type = (json.dumps(record, ensure_ascii=False) for record in records), "application/x-ndjson"
+        extension = "jsonl"
+    response = StreamingHttpResponse(_with_newlines(lines), content_type=f"{content_type}; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}.{extension}"'
+    return response
+
+
+def _plain(queryset: QuerySet[Conversation]) -> QuerySet[Conversation]:
+    """The same conversations without the changelist's annotations and ordering."""
+    return Conversation.objects.filter(pk__in=queryset.order_by().values("pk"))
+
+
+def _with_newlines(lines: Iterable[str]) -> Iterator[str]:
+    for line in lines:
+        yield line + "\n"
 
 
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "user", "message_count", "input_tokens", "output_tokens", "last_activity"]
-    list_filter = ["created_at", "updated_at"]
+    list_display = [
+        "__str__", "user", "message_count", "input_tokens", "output_tokens", "last_activity", "last_turn_status"
+    ]
+    list_filter = [LastTurnStatusFilter, ("user", admin.RelatedOnlyFieldListFilter), "created_at", "updated_at"]
+    date_hierarchy = "created_at"
     search_fields = ["title", "user__username", "session_id"]
+    search_help_text = _("Searches titles, owners' usernames, session ids and the text of messages.")
     raw_id_fields = ["user"]
     readonly_fields = ["input_tokens", "output_tokens", "created_at", "updated_at"]
-    inlines = [ConversationMessageInline]
+    actions = ["export_jsonl", "export_markdown", "clear_messages"]
+    change_form_template = "admin/pyhub_ai/conversation/change_form.html"
+    clear_confirmation_template = "admin/pyhub_ai/conversation/clear_confirmation.html"
+    thread_page_size = THREAD_PAGE_SIZE
 
-    def get_queryset(self, request):
+    class Media:
+        css = {"all": ["pyhub_ai/admin.css"]}
+        js = ["pyhub_ai/highlight.js", "pyhub_ai/markdown.js", "pyhub_ai/admin.js"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
+        newest = ConversationMessage.objects.filter(conversation=OuterRef("pk")).order_by("-pk")
         return super().get_queryset(request).select_related("user").annotate(
-            _message_count=Count("messages"), _last_message_at=Max("messages__created_at")
+            _message_count=Count("messages"),
+            _last_message_at=Max("messages__created_at"),
+            _last_status=Subquery(newest.values("status")[:1]),
         )
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet[Conversation], search_term: str):
+        """The fields of ``search_fields``, or a message whose text contains the whole term."""
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        if term:
+            text = Q(content__data__content__icontains=term) | Q(content___value__content__icontains=term)  # legacy rows
+            in_messages = ConversationMessage.objects.filter(text, conversation=OuterRef("pk"))
+            results = results | queryset.filter(Exists(in_messages))
+        return results, may_have_duplicates
 
     @admin.display(description=_("messages"), ordering="_message_count")
     def message_count(self, conversation: Conversation) -> int:
@@ -67,6 +213,109 @@ class ConversationAdmin(admin.ModelAdmin):
     @admin.display(description=_("last activity"), ordering="_last_message_at")
     def last_activity(self, conversation: Conversation):
         return conversation._last_message_at or conversation.updated_at
+
+    @admin.display(description=_("last turn"), ordering="_last_status")
+    def last_turn_status(self, conversation: Conversation):
+        status = conversation._last_status
+        if not status:
+            return "—"
+        return format_html('<span class="pyhub-admin-status" data-status="{}">{}</span>', status, Status(status).label)
+
+    # -- the conversation's page -----------------------------------------------------------------
+
+    def get_thread_page(self, request: HttpRequest, conversation: Conversation):
+        """The ``?page=`` page of the conversation's messages, every thread, oldest first."""
+        rows = conversation.messages.select_related("user").order_by("pk")
+        return Paginator(rows, self.thread_page_size).get_page(request.GET.get("page"))
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None):
+        conversation = self.get_object(request, unquote(object_id))
+        extra_context = dict(extra_context or {})
+        if conversation is not None and self.has_view_or_change_permission(request, conversation):
+            page = self.get_thread_page(request, conversation)
+            extra_context.update(
+                thread_page=page,
+                thread_items=[thread_item(row, conversation) for row in page],
+                can_clear=self.has_delete_permission(request, conversation),
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    # -- export and clear ----------------------------------------------------------------------
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        wrap = self.admin_site.admin_view
+        return [
+            path("<path:object_id>/export/jsonl/", wrap(self.export_view), {"export_format": "jsonl"}, name="%s_%s_export_jsonl" % info),
+            path("<path:object_id>/export/markdown/", wrap(self.export_view), {"export_format": "markdown"}, name="%s_%s_export_markdown" % info),
+            path("<path:object_id>/clear/", wrap(self.clear_view), name="%s_%s_clear" % info),
+            *super().get_urls(),
+        ]
+
+    def _get_object_or_404(self, request: HttpRequest, object_id: str) -> Conversation:
+        conversation = self.get_object(request, unquote(object_id))
+        if conversation is None:
+            raise Http404(gettext("This conversation does not exist."))
+        return conversation
+
+    def export_view(self, request: HttpRequest, object_id: str, export_format: str) -> StreamingHttpResponse:
+        """Download one conversation (GET; needs the view permission)."""
+        conversation = self._get_object_or_404(request, object_id)
+        if not self.has_view_or_change_permission(request, conversation):
+            raise PermissionDenied
+        return export_response(Conversation.objects.filter(pk=conversation.pk), export_format, f"conversation-{conversation.pk}")
+
+    def clear_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Asks for confirmation (GET), then deletes every message of the conversation (POST)."""
+        conversation = self._get_object_or_404(request, object_id)
+        if not self.has_delete_permission(request, conversation):
+            raise PermissionDenied
+        selected = self.get_queryset(request).filter(pk=conversation.pk)
+        if request.method == "POST":
+            count = self.perform_clear(request, selected)
+            self.message_user(request, self._cleared_message(count), messages.SUCCESS)
+            info = self.opts.app_label, self.opts.model_name
+            return HttpResponseRedirect(reverse("admin:%s_%s_change" % info, args=[conversation.pk], current_app=self.admin_site.name))
+        return self.render_clear_confirmation(request, selected, action=False)
+
+    @admin.action(description=_("Export the selected conversations as JSON Lines"), permissions=["view"])
+    def export_jsonl(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> StreamingHttpResponse:
+        return export_response(_plain(queryset), "jsonl", f"conversations-{timezone.now():%Y%m%d-%H%M%S}")
+
+    @admin.action(description=_("Export the selected conversations as Markdown"), permissions=["view"])
+    def export_markdown(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> StreamingHttpResponse:
+        return export_response(_plain(queryset), "markdown", f"conversations-{timezone.now():%Y%m%d-%H%M%S}")
+
+    @admin.action(description=_("Clear the messages of the selected conversations"), permissions=["delete"])
+    def clear_messages(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> HttpResponse | None:
+        """Like "delete selected": a confirmation page first, then the messages are deleted."""
+        if request.POST.get("post") == "yes":
+            count = self.perform_clear(request, queryset)
+            self.message_user(request, self._cleared_message(count), messages.SUCCESS)
+            return None
+        return self.render_clear_confirmation(request, queryset, action=True)
+
+    def perform_clear(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> int:
+        """Delete every message of these conversations (all threads); returns how many."""
+        return ConversationMessage.objects.filter(conversation__in=_plain(queryset)).delete()[0]
+
+    def render_clear_confirmation(self, request: HttpRequest, queryset: QuerySet[Conversation], *, action: bool) -> TemplateResponse:
+        conversations = list(queryset.order_by("pk"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": gettext("Are you sure?"),
+            "opts": self.opts,
+            "conversations": conversations,
+            "message_counts": [(c, c._message_count) for c in conversations],
+            "message_total": sum(c._message_count for c in conversations),
+            "action": action,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, self.clear_confirmation_template, context)
+
+    @staticmethod
+    def _cleared_message(count: int) -> str:
+        return ngettext("Deleted %(count)d message.", "Deleted %(count)d messages.", count) % {"count": count}
 
 
 @admin.register(ConversationMessage)

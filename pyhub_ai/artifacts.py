@@ -19,7 +19,7 @@ from django.core.files.storage import default_storage
 #: Rows of a table kept with the message (the tool's text result can summarise the rest).
 MAX_TABLE_ROWS = 200
 
-_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/webp": "webp", "image/svg+xml": "svg"}
+_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/webp": "webp"}  # no SVG: it can carry scripts
 
 
 @dataclass(frozen=True)

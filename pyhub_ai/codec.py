@@ -16,7 +16,6 @@ import json
 from typing import Any
 
 from langchain_core.messages import BaseMessage, message_to_dict, messages_from_dict
-from pydantic import ValidationError
 
 SCHEMA_VERSION = 1
 
@@ -91,7 +90,7 @@ def decode(payload: Any) -> BaseMessage:
     if isinstance(payload, (str, bytes)):
         try:
             payload = json.loads(payload)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise CodecError(f"Stored message is not valid JSON: {exc}", payload) from exc
     if not isinstance(payload, dict):
         raise CodecError(f"Stored message must be a JSON object, got {type(payload).__name__}.", payload)
@@ -121,5 +120,5 @@ def _rebuild(message_type: Any, data: Any, payload: Any) -> BaseMessage:
         raise CodecError("Stored message has no 'data' object.", payload)
     try:
         return messages_from_dict([{"type": message_type, "data": data}])[0]
-    except (ValidationError, ValueError, TypeError, KeyError) as exc:
-        raise CodecError(f"Stored {message_type} message is corrupt: {exc}", payload) from exc
+    except Exception as exc:  # LangChain raises pydantic, value, type, key and attribute errors
+        raise CodecError(f"Stored {message_type} message is corrupt: {exc!r:.500}", payload) from exc

@@ -87,8 +87,8 @@ class BaseAgentChatConsumer(
             return
         try:
             content = await self.decode_json(text_data)
-        except ValueError as exc:
-            await self.send_error("invalid_frame", gettext("Messages must be JSON objects."), detail=f"not JSON: {exc}")
+        except (ValueError, RecursionError) as exc:
+            await self.send_error("invalid_frame", gettext("Messages must be JSON objects."), detail=f"not JSON: {exc!r:.200}")
             return
         await self.receive_json(content)
 

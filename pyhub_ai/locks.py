@@ -77,14 +77,24 @@ async def thread_lock(key: str, wait: float) -> AsyncIterator[Acquired]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     pause = 0.02
-    while (acquired := await _try_acquire(key, token)) is None:
-        if loop.time() >= deadline:
-            raise ThreadBusy(key)
-        await asyncio.sleep(pause)
-        pause = min(pause * 2, 0.25)
+    try:
+        while (acquired := await _try_acquire(key, token)) is None:
+            if loop.time() >= deadline:
+                raise ThreadBusy(key)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.25)
+    except asyncio.CancelledError:
+        # Cancelled while a query that may take the lock was running: release what we may hold
+        # (the release queues behind that query on the database thread).
+        await asyncio.shield(_release(key, token))
+        raise
     renewal = asyncio.create_task(_renew(key, token))
     try:
         yield acquired
     finally:
         renewal.cancel()
-        await asyncio.shield(ThreadLock.objects.filter(key=key, token=token).aupdate(token=RELEASED, expires_at=timezone.now()))
+        await asyncio.shield(_release(key, token))
+
+
+async def _release(key: str, token: str) -> None:
+    await ThreadLock.objects.filter(key=key, token=token).aupdate(token=RELEASED, expires_at=timezone.now())

@@ -77,9 +77,10 @@ def test_the_conversation_page_shows_each_messages_role_text_and_status(admin_cl
     assert "What is the weather in Seoul?" in html
     assert "Sunny, 21°C" in html
     assert "It is sunny and 21°C in Seoul. Also, I was cut off" in html
-    assert re.search(r'class="field-role">\s*<p>AI</p>', html)
-    assert re.search(r'class="field-role">\s*<p>tool</p>', html)
-    assert re.search(r'class="field-status">\s*<p>interrupted</p>', html)
+    assert len(re.findall(r'class="pyhub-admin-msg"[^>]*data-role="ai"', html)) == 2
+    assert re.search(r'data-role="tool"[^>]*>\s*<div class="pyhub-admin-meta">\s*<strong class="pyhub-admin-role">tool</strong>', html)
+    assert re.search(r'data-role="ai" data-status="interrupted">\s*<div class="pyhub-admin-meta">\s*<strong class="pyhub-admin-role">AI</strong>', html)
+    assert '<span class="pyhub-admin-status" data-status="interrupted">interrupted</span>' in html
 
 
 def test_the_conversation_page_does_not_show_the_stored_json(admin_client, conversation):

@@ -175,3 +175,29 @@ async def test_failed_replies_go_into_the_next_prompt_only_when_the_setting_says
     await receive_until(communicator, "stream_end")
     await communicator.disconnect()
     assert [(m.type, m.content) for m in model.calls[0]] == expected
+
+
+async def test_a_turn_cancelled_while_taking_the_lock_does_not_leave_it_held(monkeypatch):
+    from pyhub_ai import locks
+
+    taken = asyncio.Event()
+    real_try_acquire = locks._try_acquire
+
+    async def slow_try_acquire(key, token):
+        acquired = await real_try_acquire(key, token)  # the lock is taken in the database ...
+        taken.set()
+        await asyncio.sleep(10)  # ... and the task is cancelled before it learns so
+        return acquired
+
+    monkeypatch.setattr(locks, "_try_acquire", slow_try_acquire)
+
+    async def take():
+        async with locks.thread_lock("1:2:", wait=5):
+            pass
+
+    task = asyncio.create_task(take())
+    await taken.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not await ThreadLock.objects.exclude(token="").aexists()

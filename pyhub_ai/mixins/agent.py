@@ -95,7 +95,7 @@ class AgentMixin:
             return _error_result(call, f"Error: the tool did not answer within {conf.TOOL_TIMEOUT} seconds.")
         except Exception as exc:
             logger.exception("Tool %s failed.", call["name"])
-            return _error_result(call, f"Error: {type(exc).__name__}: {exc}")
+            return _error_result(call, self.redact(f"Error: {type(exc).__name__}: {exc}"))
         if not isinstance(result, ToolMessage):
             result = ToolMessage(content=str(result), tool_call_id=call["id"], name=call["name"])
         if result.artifact is not None:

@@ -60,9 +60,15 @@ class ChatMixin:
         await self._launch_turn(self.run_turn(HumanMessage(content=text), idempotency_key=idempotency_key))
 
     def get_rate_limit_identity(self) -> str:
-        """Whose turns ``PYHUB_AI_RATE_LIMIT`` counts: the user, or the anonymous visitor."""
+        """Whose turns ``PYHUB_AI_RATE_LIMIT`` counts: the user, the anonymous session, or (with
+        no session) the client's address."""
         user = self.get_user()
-        return f"user:{user.pk}" if user.is_authenticated else f"visitor:{self.get_visitor_key()}"
+        if user.is_authenticated:
+            return f"user:{user.pk}"
+        if getattr(self.scope.get("session"), "session_key", None):
+            return f"visitor:{self.get_visitor_key()}"
+        client = self.scope.get("client") or ("unknown",)
+        return f"address:{client[0]}"  # no session: reconnecting must not reset the count
 
     async def start_first_turn(self) -> None:
         """Start the conversation with ``llm_first_user_message_template`` if the thread is empty.

@@ -18,6 +18,9 @@ logger = logging.getLogger("pyhub_ai.protocol")
 
 PROTOCOL_VERSION = 1
 
+#: The largest primary key a database stores (a signed 64-bit integer).
+MAX_ID = 2**63 - 1
+
 #: What a client-chosen idempotency key may look like (a UUID fits).
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
@@ -28,6 +31,15 @@ CLOSE_TOO_MANY_FRAMES = 4429
 
 #: The window, in seconds, over which ``PYHUB_AI_FRAME_FLOOD_LIMIT`` counts a connection's frames.
 FLOOD_WINDOW = 10.0
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` is valid Unicode (no lone surrogates, which no database stores)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class FrameError(Exception):
@@ -96,6 +108,8 @@ class FrameProtocolMixin:
                 raise FrameError("invalid_frame", gettext("The message has no text."), "user_message without a string 'text'")
             if not text.strip():
                 raise FrameError("empty_message", gettext("The message is empty."))
+            if "\x00" in text or not _encodable(text):
+                raise FrameError("invalid_frame", gettext("The message contains characters that cannot be stored."), "NUL or lone surrogate")
             limit = self.get_max_message_length()
             if len(text) > limit:
                 raise FrameError(
@@ -109,7 +123,7 @@ class FrameProtocolMixin:
             return ClientFrame(type="user_message", text=text, idempotency_key=key)
         if frame_type == "load_history":
             before = content.get("before")
-            if not isinstance(before, int) or isinstance(before, bool) or before < 1:
+            if not isinstance(before, int) or isinstance(before, bool) or not 1 <= before <= MAX_ID:
                 raise FrameError("invalid_frame", gettext("Cannot load earlier messages."), f"bad 'before': {before!r}")
             return ClientFrame(type="load_history", before=before)
         if frame_type == "stop":

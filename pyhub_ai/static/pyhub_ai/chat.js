@@ -12,6 +12,7 @@
   var NEAR_TOP_PX = 40;
   var MAX_INPUT_HEIGHT_PX = 192;
   var COUNTER_FROM = 0.8;
+  var COPIED_MS = 2000;
   var REFUSALS = { 4401: "unauthorized", 4403: "forbidden" };
   var ROLE_LABELS = { human: "roleHuman", ai: "roleAi", tool: "roleTool", system: "roleSystem" };
   var STATUS_LABELS = { error: "failed", interrupted: "interrupted" };
@@ -29,7 +30,15 @@
   var hasMore = false;
   var loadingMore = false;
   var awaitingReply = false; // user_message sent, reply not started yet
-  var stream = null; // {turnId, el, text, frame}
+  var expectFirstTurn = false; // empty thread: the server may start the first turn itself
+  var pending = null; // {text, key}: a user_message not yet echoed; resent (same key) on reconnect
+  var stopRequested = false; // Stop pressed before our reply started streaming
+  var stream = null; // {turnId, el, text, frame, own, stopping}
+  var toolTurn = null; // {turnId, own}: between a tool_call and the model's next step
+  var sticky = true; // follow new content (the reader has not scrolled up)
+  var lastScrollTop = 0;
+  var composing = false;
+  var typingEl = null;
 
   // ---- helpers -------------------------------------------------------------------------
 
@@ -47,6 +56,12 @@
     if (content != null) {
       el.textContent = content;
     }
+    return el;
+  }
+
+  function button(className, label) {
+    var el = make("button", className, label);
+    el.type = "button";
     return el;
   }
 
@@ -68,8 +83,22 @@
     socket.send(JSON.stringify(frame));
   }
 
+  function newKey() {
+    if (window.crypto && crypto.randomUUID) {
+      return crypto.randomUUID();
+    }
+    return Date.now().toString(36) + "-" + Math.random().toString(36).slice(2); // non-secure contexts
+  }
+
   function charCount(value) {
     return Array.from(value).length; // code points, like Python's len()
+  }
+
+  function announce(message) {
+    els.announce.textContent = "";
+    setTimeout(function () {
+      els.announce.textContent = message;
+    }, 50);
   }
 
   // ---- rendering messages ----------------------------------------------------------------
@@ -87,6 +116,9 @@
     }
     el.appendChild(make("span", "pyhub-msg-role", t(ROLE_LABELS[role])));
     el.appendChild(role === "tool" ? toolResult(message) : messageBody(role, message.text));
+    if (role === "tool" && message.artifact) {
+      el.appendChild(artifact(message.artifact));
+    }
     if (role === "ai" && Array.isArray(message.tool_calls) && message.tool_calls.length) {
       el.appendChild(toolCalls(message.tool_calls));
     }
@@ -96,21 +128,111 @@
     return el;
   }
 
+  function renderMarkdown(body, text) {
+    body.innerHTML = window.PyhubMarkdown.render(text || "");
+    Array.prototype.forEach.call(body.querySelectorAll("pre"), decorateCode);
+  }
+
   function messageBody(role, value) {
     var body = make("div", "pyhub-msg-body");
     if (role === "ai") {
-      body.innerHTML = window.PyhubMarkdown.render(value || "");
+      renderMarkdown(body, value);
     } else {
       body.textContent = value || "";
     }
     return body;
   }
 
+  // A code block gets a bar with its language and a copy button.
+  function decorateCode(pre) {
+    var code = pre.querySelector("code");
+    var lang = code && /(?:^|\s)language-(\S+)/.exec(code.className);
+    var box = make("div", "pyhub-code");
+    var bar = make("div", "pyhub-code-bar");
+    bar.appendChild(make("span", "pyhub-code-lang", lang ? lang[1] : ""));
+    var copy = button("pyhub-code-copy", t("copy"));
+    copy.setAttribute("aria-label", t("copyCode"));
+    copy.addEventListener("click", function () {
+      copyText(pre.textContent, copy);
+    });
+    bar.appendChild(copy);
+    pre.replaceWith(box);
+    box.appendChild(bar);
+    box.appendChild(pre);
+  }
+
+  function copyText(text, copy) {
+    function done() {
+      copy.textContent = t("copied");
+      copy.dataset.copied = "true";
+      announce(t("copied"));
+      setTimeout(function () {
+        copy.textContent = t("copy");
+        delete copy.dataset.copied;
+      }, COPIED_MS);
+    }
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, function () {
+        fallbackCopy(text, copy) && done();
+      });
+    } else if (fallbackCopy(text, copy)) {
+      done();
+    }
+  }
+
+  function fallbackCopy(text, copy) {
+    var area = make("textarea", "pyhub-visually-hidden");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    document.body.appendChild(area);
+    area.select();
+    var ok = false;
+    try {
+      ok = document.execCommand("copy");
+    } catch (e) {
+      ok = false;
+    }
+    area.remove();
+    copy.focus();
+    return ok;
+  }
+
   function toolResult(message) {
     var details = make("details", "pyhub-msg-tool");
-    details.appendChild(make("summary", null, t("toolResult", { name: message.name || "" })));
+    var label = t(message.tool_status === "error" ? "toolFailed" : "toolResult", { name: message.name || "" });
+    details.appendChild(make("summary", null, label));
     details.appendChild(make("pre", "pyhub-msg-body", message.text || ""));
     return details;
+  }
+
+  // A tool's image (a site or http(s) URL only) or table, built as DOM nodes (never HTML).
+  function artifact(data) {
+    var box = make("div", "pyhub-msg-artifact");
+    if (data.type === "image" && /^(https?:\/\/|\/(?!\/))/i.test(String(data.url || ""))) {
+      var img = make("img");
+      img.src = data.url;
+      img.alt = data.alt || "";
+      img.loading = "lazy";
+      box.appendChild(img);
+    } else if (data.type === "table" && Array.isArray(data.columns) && Array.isArray(data.rows)) {
+      var table = make("table");
+      var head = table.createTHead().insertRow();
+      data.columns.forEach(function (name) {
+        head.appendChild(make("th", null, String(name))).scope = "col";
+      });
+      var body = table.createTBody();
+      data.rows.forEach(function (row) {
+        var tr = body.insertRow();
+        (Array.isArray(row) ? row : []).forEach(function (value) {
+          tr.insertCell().textContent = value == null ? "" : String(value);
+        });
+      });
+      if (data.total_rows > data.rows.length) {
+        table.createCaption().textContent = t("tableRows", { shown: data.rows.length, total: data.total_rows });
+      }
+      box.appendChild(table);
+    }
+    return box;
   }
 
   function toolCalls(calls) {
@@ -133,6 +255,20 @@
     return el;
   }
 
+  // The "typing" bubble shown between sending a message and the first streamed token.
+  function showTyping(show) {
+    if (show && !typingEl) {
+      typingEl = make("div", "pyhub-pending");
+      typingEl.appendChild(typingIndicator());
+      withAutoScroll(function () {
+        els.messages.appendChild(typingEl);
+      });
+    } else if (!show && typingEl) {
+      typingEl.remove();
+      typingEl = null;
+    }
+  }
+
   function findMessage(id) {
     return els.messages.querySelector('.pyhub-msg[data-id="' + CSS.escape(String(id)) + '"]');
   }
@@ -142,19 +278,81 @@
     return first ? Number(first.dataset.id) : null;
   }
 
+  // A failed or interrupted reply gets a Retry button when the user's message of its turn is
+  // on the page (a reply to the hidden conversation starter has none).
+  function addRetryButtons() {
+    var failed = els.messages.querySelectorAll(
+      '.pyhub-msg[data-role="ai"][data-status="error"]:not([data-retry]),' +
+      '.pyhub-msg[data-role="ai"][data-status="interrupted"]:not([data-retry])'
+    );
+    Array.prototype.forEach.call(failed, function (el) {
+      var human = el.dataset.turnId && els.messages.querySelector(
+        '.pyhub-msg[data-role="human"][data-turn-id="' + CSS.escape(el.dataset.turnId) + '"] .pyhub-msg-body'
+      );
+      if (!human) {
+        return;
+      }
+      el.dataset.retry = "true";
+      var retry = button("pyhub-msg-retry", t("retry"));
+      retry.disabled = !canSend();
+      retry.addEventListener("click", function () {
+        if (sendText(human.textContent)) {
+          els.input.focus();
+        }
+      });
+      el.appendChild(retry);
+    });
+  }
+
   // ---- scrolling -------------------------------------------------------------------------
+
+  function distanceFromBottom() {
+    var s = els.scroller;
+    return s.scrollHeight - s.scrollTop - s.clientHeight;
+  }
 
   function scrollToBottom() {
     els.scroller.scrollTop = els.scroller.scrollHeight;
+    lastScrollTop = els.scroller.scrollTop;
+    sticky = true;
+    refreshJump(false);
   }
 
-  // Runs `change`, then follows the new content only if the reader was already at the bottom.
+  // Scrolling up leaves the bottom; scrolling back down near it follows new content again.
+  function onScroll() {
+    var top = els.scroller.scrollTop;
+    if (top < lastScrollTop - 1) {
+      sticky = false;
+    } else if (distanceFromBottom() < NEAR_BOTTOM_PX) {
+      sticky = true;
+    }
+    lastScrollTop = top;
+    refreshJump(false);
+    if (top < NEAR_TOP_PX) {
+      loadMore();
+    }
+  }
+
+  function refreshJump(newContent) {
+    var away = !sticky && distanceFromBottom() > NEAR_BOTTOM_PX;
+    if (!away && document.activeElement === els.jump) {
+      els.input.focus();
+    }
+    els.jump.hidden = !away;
+    if (!away) {
+      delete els.jump.dataset.unread;
+    } else if (newContent) {
+      els.jump.dataset.unread = "true";
+    }
+  }
+
+  // Runs `change`, then follows the new content only if the reader is following it.
   function withAutoScroll(change) {
-    var s = els.scroller;
-    var atBottom = s.scrollHeight - s.scrollTop - s.clientHeight < NEAR_BOTTOM_PX;
     change();
-    if (atBottom) {
+    if (sticky) {
       scrollToBottom();
+    } else {
+      refreshJump(true);
     }
   }
 
@@ -165,14 +363,17 @@
       if (old) {
         old.replaceWith(el);
       } else {
-        els.messages.appendChild(el);
+        els.messages.insertBefore(el, typingEl);
       }
     });
+    addRetryButtons();
   }
 
   function replaceMessages(messages) {
+    typingEl = null;
     els.messages.replaceChildren.apply(els.messages, messages.map(buildMessage));
     root.dataset.loaded = "true";
+    addRetryButtons();
   }
 
   // Runs `change` (which adds content above the viewport) without moving what the reader sees.
@@ -181,6 +382,7 @@
     var fromBottom = s.scrollHeight - s.scrollTop;
     change();
     s.scrollTop = s.scrollHeight - fromBottom;
+    lastScrollTop = s.scrollTop;
   }
 
   function prependMessages(messages) {
@@ -191,6 +393,14 @@
       }
     });
     els.messages.insertBefore(fragment, els.messages.firstChild);
+    addRetryButtons();
+  }
+
+  // Loads older pages until the list can scroll (or there are none), so scrolling up can page.
+  function fillViewport() {
+    if (hasMore && els.scroller.scrollHeight <= els.scroller.clientHeight + NEAR_TOP_PX) {
+      loadMore();
+    }
   }
 
   // ---- streaming -------------------------------------------------------------------------
@@ -199,12 +409,12 @@
     current.frame = 0;
     var body = current.el.querySelector(".pyhub-msg-body");
     withAutoScroll(function () {
-      body.innerHTML = window.PyhubMarkdown.render(current.text);
+      renderMarkdown(body, current.text);
     });
   }
 
   // Forgets the streaming reply. With a status ("error", "interrupted"), its partial text
-  // stays on the page, marked with that status. Returns the streaming element, if any.
+  // stays on the page, marked with that status. Returns the stream ({el, text...}), if any.
   function stopStream(status) {
     if (!stream) {
       return null;
@@ -218,7 +428,7 @@
         id: current.el.dataset.id, role: "ai", text: current.text, status: status, turn_id: current.turnId
       }, current.el);
     }
-    return current.el;
+    return current;
   }
 
   // ---- server frames ---------------------------------------------------------------------
@@ -245,9 +455,13 @@
     hasMore = Boolean(frame.has_more);
     if (freshHistory) {
       freshHistory = false;
+      expectFirstTurn = messages.length === 0;
       replaceMessages(messages);
       refreshLoadMore();
       scrollToBottom();
+      if (pending) {
+        sendPending(); // a message sent just before the connection dropped: same key, no duplicate
+      }
     } else {
       loadingMore = false;
       keepPosition(function () {
@@ -255,24 +469,45 @@
         refreshLoadMore();
       });
     }
+    fillViewport();
   }
 
   function onMessage(frame) {
-    if (frame.message) {
-      upsertMessage(frame.message);
+    var message = frame.message;
+    if (!message) {
+      return;
+    }
+    upsertMessage(message);
+    if (pending && message.role === "human" && message.text === pending.text) {
+      pending = null;
+      if (frame.duplicate) {
+        awaitingReply = false; // already stored: no turn follows
+        showTyping(false);
+      }
+      refreshForm();
     }
   }
 
   function onStreamStart(frame) {
+    var sameTurn = toolTurn && toolTurn.turnId === frame.turn_id;
+    var own = awaitingReply || expectFirstTurn || Boolean(sameTurn && toolTurn.own);
+    var stopAgain = Boolean(sameTurn && toolTurn.stopping); // Stop pressed while the tools ran
     stopStream("interrupted");
     awaitingReply = false;
+    expectFirstTurn = false;
+    toolTurn = null;
+    showTyping(false);
     var el = buildMessage({ id: frame.message_id, role: "ai", text: "", status: "streaming", turn_id: frame.turn_id });
     el.appendChild(typingIndicator());
-    stream = { turnId: frame.turn_id, el: el, text: "", frame: 0 };
+    stream = { turnId: frame.turn_id, el: el, text: "", frame: 0, own: own, stopping: false };
     els.messages.setAttribute("aria-busy", "true");
     withAutoScroll(function () {
       els.messages.appendChild(el);
     });
+    if (own && (stopRequested || stopAgain)) {
+      stopReply();
+    }
+    stopRequested = false;
     refreshForm();
   }
 
@@ -289,19 +524,56 @@
     }
   }
 
+  // The model called tools: its step is complete (text so far + the calls); results follow.
+  function onToolCall(frame) {
+    var own = Boolean(stream && stream.own);
+    var current = stream && stream.turnId === frame.turn_id ? stopStream() : null;
+    upsertMessage({
+      id: frame.message_id, role: "ai", text: current ? current.text : "", status: "complete",
+      turn_id: frame.turn_id, tool_calls: frame.tool_calls
+    }, current && current.el);
+    toolTurn = { turnId: frame.turn_id, own: own };
+    showTyping(true);
+    refreshForm();
+  }
+
+  function onToolResult(frame) {
+    if (frame.message) {
+      upsertMessage(frame.message);
+    }
+  }
+
   function onStreamEnd(frame) {
     var previous = stream && stream.turnId === frame.turn_id ? stopStream() : null;
+    toolTurn = null;
+    showTyping(false);
     if (frame.message) {
-      upsertMessage(frame.message, previous);
+      upsertMessage(frame.message, previous && previous.el);
+      if (frame.message.status === "interrupted" && previous) {
+        announce(t("stopped"));
+      }
     }
     refreshForm();
   }
 
   function onError(frame) {
     showError(frame.message || t("genericError"));
+    if (pending) {
+      // Refused before it was stored (too long, busy, rate limited...): give the text back.
+      if (!els.input.value) {
+        els.input.value = pending.text;
+        resizeInput();
+      }
+      pending = null;
+    }
     awaitingReply = false;
+    stopRequested = false;
+    showTyping(false);
     if (stream && frame.turn_id && frame.turn_id === stream.turnId) {
       stopStream("error");
+    }
+    if (toolTurn && frame.turn_id === toolTurn.turnId) {
+      toolTurn = null;
     }
     refreshForm();
   }
@@ -312,6 +584,8 @@
     message: onMessage,
     stream_start: onStreamStart,
     stream_delta: onStreamDelta,
+    tool_call: onToolCall,
+    tool_result: onToolResult,
     stream_end: onStreamEnd,
     error: onError
   };
@@ -373,11 +647,15 @@
   }
 
   // Forgets the current socket and everything that only made sense while it was open.
+  // `pending` is kept: it is resent with the same idempotency key after the next welcome.
   function dropSocket() {
     socket = null;
     ready = false;
     awaitingReply = false;
     loadingMore = false;
+    stopRequested = false;
+    toolTurn = null;
+    showTyping(false);
     stopStream("interrupted");
   }
 
@@ -402,10 +680,24 @@
     retryTimer = setTimeout(connect, delay);
   }
 
+  function reconnectNow() {
+    if (retryTimer) {
+      connect();
+    }
+  }
+
   // ---- the form --------------------------------------------------------------------------
 
   function isBusy() {
-    return awaitingReply || stream !== null;
+    return awaitingReply || stream !== null || toolTurn !== null;
+  }
+
+  function canSend() {
+    return ready && !isBusy();
+  }
+
+  function canStop() {
+    return awaitingReply || Boolean(stream && stream.own) || Boolean(toolTurn && toolTurn.own);
   }
 
   function isTooLong(value) {
@@ -421,7 +713,18 @@
     els.counter.dataset.over = String(tooLong);
     els.input.setAttribute("aria-invalid", String(tooLong));
     els.input.disabled = stopped;
-    els.send.disabled = !ready || isBusy() || tooLong;
+    els.send.disabled = !canSend() || tooLong;
+    var showStop = canStop();
+    var stopHadFocus = document.activeElement === els.stop;
+    els.stop.hidden = !showStop;
+    els.stop.disabled = Boolean((stream || toolTurn || {}).stopping) || stopRequested;
+    els.send.hidden = showStop;
+    if (stopHadFocus && !showStop) {
+      els.input.focus();
+    }
+    Array.prototype.forEach.call(els.messages.querySelectorAll(".pyhub-msg-retry"), function (retry) {
+      retry.disabled = !canSend();
+    });
     root.dataset.busy = String(isBusy());
   }
 
@@ -430,23 +733,51 @@
     els.input.style.height = Math.min(els.input.scrollHeight, MAX_INPUT_HEIGHT_PX) + "px";
   }
 
-  function sendMessage() {
-    var value = els.input.value;
-    if (!ready || isBusy() || !value.trim() || isTooLong(value)) {
-      return;
-    }
-    send({ type: "user_message", text: value });
+  function sendPending() {
+    send({ type: "user_message", text: pending.text, idempotency_key: pending.key });
     awaitingReply = true;
-    els.input.value = "";
-    resizeInput();
-    clearError();
+    expectFirstTurn = false;
+    showTyping(true);
     refreshForm();
+  }
+
+  // Sends `text` as a new user message (fresh idempotency key); false if it cannot be sent now.
+  function sendText(text) {
+    if (!canSend() || !text.trim() || isTooLong(text)) {
+      return false;
+    }
+    pending = { text: text, key: newKey() };
+    clearError();
     scrollToBottom();
-    els.input.focus();
+    sendPending();
+    return true;
+  }
+
+  function sendMessage() {
+    if (sendText(els.input.value)) {
+      els.input.value = "";
+      resizeInput();
+      refreshForm();
+      els.input.focus();
+    }
+  }
+
+  function stopReply() {
+    var running = stream || toolTurn;
+    if (running && running.own && !running.stopping && ready) {
+      running.stopping = true;
+      send({ type: "stop" });
+    } else if (awaitingReply) {
+      stopRequested = true; // sent as soon as the reply starts
+    }
+    refreshForm();
+    if (document.activeElement === els.stop || document.activeElement === document.body) {
+      els.input.focus();
+    }
   }
 
   function onKeyDown(event) {
-    if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) {
+    if (event.key !== "Enter" || event.shiftKey || composing || event.isComposing || event.keyCode === 229) {
       return;
     }
     event.preventDefault();
@@ -466,13 +797,13 @@
   }
 
   function refreshLoadMore() {
-    var button = els.loadMore;
-    if (!hasMore && document.activeElement === button) {
+    var load = els.loadMore;
+    if (!hasMore && document.activeElement === load) {
       els.input.focus();
     }
-    button.hidden = !hasMore || stopped;
-    button.disabled = loadingMore || !ready;
-    button.textContent = t(loadingMore ? "loading" : "loadMore");
+    load.hidden = !hasMore || stopped;
+    load.disabled = loadingMore || !ready;
+    load.textContent = t(loadingMore ? "loading" : "loadMore");
   }
 
   // ---- setup -----------------------------------------------------------------------------
@@ -488,10 +819,13 @@
       scroller: byId("pyhub-chat-scroll"),
       messages: byId("pyhub-chat-messages"),
       loadMore: byId("pyhub-chat-load-more"),
+      jump: byId("pyhub-chat-jump"),
       error: byId("pyhub-chat-error"),
+      announce: byId("pyhub-chat-announce"),
       form: byId("pyhub-chat-form"),
       input: byId("pyhub-chat-input"),
       send: byId("pyhub-chat-send"),
+      stop: byId("pyhub-chat-stop"),
       counter: byId("pyhub-chat-counter")
     };
     els.form.addEventListener("submit", function (event) {
@@ -499,19 +833,35 @@
       sendMessage();
     });
     els.input.addEventListener("keydown", onKeyDown);
+    els.input.addEventListener("compositionstart", function () {
+      composing = true;
+    });
+    els.input.addEventListener("compositionend", function () {
+      setTimeout(function () {
+        composing = false; // after the keydown that ended the composition (Safari)
+      }, 0);
+    });
     els.input.addEventListener("input", function () {
       resizeInput();
       refreshForm();
     });
-    els.loadMore.addEventListener("click", loadMore);
-    els.scroller.addEventListener("scroll", function () {
-      if (els.scroller.scrollTop < NEAR_TOP_PX) {
-        loadMore();
+    els.stop.addEventListener("click", stopReply);
+    document.addEventListener("keydown", function (event) {
+      if (event.key === "Escape" && !event.defaultPrevented && canStop()) {
+        event.preventDefault();
+        stopReply();
       }
-    }, { passive: true });
-    window.addEventListener("online", function () {
-      if (retryTimer) {
-        connect();
+    });
+    els.loadMore.addEventListener("click", loadMore);
+    els.jump.addEventListener("click", function () {
+      scrollToBottom();
+      els.input.focus();
+    });
+    els.scroller.addEventListener("scroll", onScroll, { passive: true });
+    window.addEventListener("online", reconnectNow);
+    document.addEventListener("visibilitychange", function () {
+      if (!document.hidden) {
+        reconnectNow();
       }
     });
     refreshForm();

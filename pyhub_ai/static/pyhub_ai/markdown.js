@@ -5,7 +5,9 @@
  * Markdown syntax is then turned into a fixed set of tags without attributes, except
  * <a href> (only http:, https:, mailto: and site-relative "/" URLs), <ol start> (digits only)
  * and <code class> (a restricted language name). Attribute values always come from the
- * escaped text, in which quotes are entities, so they cannot end the attribute.
+ * escaped text, in which quotes are entities, so they cannot end the attribute. Code blocks
+ * in a known language go through PyhubHighlight (highlight.js, loaded first if wanted), which
+ * escapes every token again and adds only <span class="pyhub-tok-X">.
  *
  * window.PyhubMarkdown.render(text) -> HTML string
  */
@@ -76,8 +78,13 @@
     for (i += 1; i < lines.length && !/^ {0,3}```\s*$/.test(lines[i]); i += 1) {
       body.push(lines[i]);
     }
-    var cls = /^[\w+#.-]{1,32}$/.test(lang) ? ' class="language-' + lang + '"' : "";
-    out.push("<pre><code" + cls + ">" + body.join("\n") + "</code></pre>");
+    var safeLang = /^[\w+#.-]{1,32}$/.test(lang);
+    var cls = safeLang ? ' class="language-' + lang + '"' : "";
+    var code = body.join("\n");
+    if (safeLang && window.PyhubHighlight) {
+      code = window.PyhubHighlight.highlight(unescapeHtml(code), lang);
+    }
+    out.push("<pre><code" + cls + ">" + code + "</code></pre>");
     return i + 1;
   }
 

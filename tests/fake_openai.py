@@ -1,0 +1,199 @@
+"""A tiny OpenAI-compatible server for tests: ``POST /v1/chat/completions`` on 127.0.0.1.
+
+It runs its own asyncio loop in a thread, so sync tests, async tests and a live daphne child
+process (given ``OPENAI_BASE_URL=server.base_url``) can all talk to it::
+
+    with FakeOpenAI(reply="Hello!") as server:
+        settings.OPENAI_BASE_URL = server.base_url
+        ...
+        assert server.requests[0].headers["authorization"] == "Bearer sk-..."
+
+Streaming requests (``"stream": true``) get Server-Sent Events shaped like OpenAI's: a first
+chunk with the role, one chunk per word of the reply, a chunk with ``finish_reason``, and, when
+``stream_options.include_usage`` is set (``ChatOpenAI(stream_usage=True)`` sets it), a last
+chunk with ``usage`` and no choices; then ``data: [DONE]``. Other requests get one
+``chat.completion`` object.
+
+``fail_with(status, message)`` makes every later request fail with that status and an OpenAI
+error body whose message is ``message``, formatted with ``authorization`` (the request's
+Authorization header), so a test can make the provider echo the caller's credentials.
+Failures carry ``x-should-retry: false``, so the OpenAI client does not retry them.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+MODEL_CREATED = 1_700_000_000
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-case names
+    body: Any
+
+
+@dataclass
+class Failure:
+    status: int
+    message: str
+
+
+@dataclass
+class FakeOpenAI:
+    """Answers every completion with the next of ``replies`` (then ``reply``), or fails."""
+
+    reply: str = "Hello from the fake model."
+    replies: deque = field(default_factory=deque)
+    chunk_delay: float = 0.0
+    requests: list[RecordedRequest] = field(default_factory=list)
+    failure: Failure | None = None
+    host: str = "127.0.0.1"
+    port: int = 0
+
+    # -- control, from the test's thread ----------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def answer_with(self, *replies: str) -> None:
+        """The next completions answer ``replies``, in order; then ``reply`` again."""
+        self.replies.extend(replies)
+
+    def fail_with(self, status: int, message: str) -> None:
+        self.failure = Failure(status, message)
+
+    def succeed(self) -> None:
+        self.failure = None
+
+    def completions(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path.endswith("/chat/completions")]
+
+    def start(self) -> FakeOpenAI:
+        started = threading.Event()
+        self._loop = asyncio.new_event_loop()
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            self._server = self._loop.run_until_complete(asyncio.start_server(self._handle, self.host, 0))
+            self.port = self._server.sockets[0].getsockname()[1]
+            started.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="fake-openai", daemon=True)
+        self._thread.start()
+        if not started.wait(10):
+            raise RuntimeError("The fake OpenAI server did not start.")
+        return self
+
+    def stop(self) -> None:
+        async def close() -> None:
+            self._server.close()
+            await self._server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    # -- the server, in its own thread ------------------------------------------------------
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await self._read_request(reader)
+            if request is not None:
+                self.requests.append(request)
+                await self._respond(request, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def _read_request(self, reader: asyncio.StreamReader) -> RecordedRequest | None:
+        request_line = (await reader.readline()).decode("latin-1").strip()
+        if not request_line:
+            return None
+        method, path, _ = request_line.split(" ", 2)
+        headers = {}
+        while (line := (await reader.readline()).decode("latin-1").strip()):
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        raw = await reader.readexactly(int(headers.get("content-length", 0)))
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw
+        return RecordedRequest(method, path, headers, body)
+
+    async def _respond(self, request: RecordedRequest, writer: asyncio.StreamWriter) -> None:
+        if not (request.method == "POST" and request.path.endswith("/chat/completions")):
+            await self._send_json(writer, 404, {"error": {"message": "Not found", "type": "invalid_request_error"}})
+            return
+        if self.failure is not None:
+            message = self.failure.message.format(authorization=request.headers.get("authorization", ""))
+            body = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
+            await self._send_json(writer, self.failure.status, body, {"x-should-retry": "false"})
+            return
+        body = request.body if isinstance(request.body, dict) else {}
+        reply = self.replies.popleft() if self.replies else self.reply
+        model = body.get("model", "gpt-4o-mini")
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(reply.split()), "total_tokens": prompt_tokens + len(reply.split())}
+        if body.get("stream"):
+            await self._stream(writer, model, reply, usage if (body.get("stream_options") or {}).get("include_usage") else None)
+        else:
+            await self._send_json(writer, 200, {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": MODEL_CREATED,
+                "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop", "logprobs": None}],
+                "usage": usage,
+            })
+
+    async def _stream(self, writer: asyncio.StreamWriter, model: str, reply: str, usage: dict | None) -> None:
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n"
+        )
+
+        def chunk(delta: dict, finish_reason: str | None = None, **extra: Any) -> dict:
+            choices = [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+            return {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": MODEL_CREATED,
+                    "model": model, "system_fingerprint": None, "choices": choices, **extra}
+
+        events = [chunk({"role": "assistant", "content": ""})]
+        events += [chunk({"content": piece}) for piece in re.findall(r"\s*\S+|\s+", reply)]
+        events.append(chunk({}, "stop"))
+        if usage is not None:
+            events.append({**chunk({}), "choices": [], "usage": usage})
+        for event in events:
+            writer.write(b"data: " + json.dumps(event).encode() + b"\n\n")
+            await writer.drain()
+            if self.chunk_delay:
+                await asyncio.sleep(self.chunk_delay)
+        writer.write(b"data: [DONE]\n\n")
+        await writer.drain()
+
+    async def _send_json(self, writer: asyncio.StreamWriter, status: int, body: dict, headers: dict | None = None) -> None:
+        payload = json.dumps(body).encode()
+        reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 500: "Internal Server Error"}.get(status, "Error")
+        head = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json", f"Content-Length: {len(payload)}",
+                "Connection: close", f"Date: {time.strftime('%a, %d %b %Y %H:%M:%S GMT', time.gmtime())}"]
+        head += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
+        await writer.drain()
