@@ -8,11 +8,16 @@ belongs to no room gets the tutorial's hard-coded values, as before.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from pyhub_ai.consumers import AgentChatConsumer, DataAnalystChatConsumer  # noqa: F401
 from pyhub_ai.models import Conversation
 from pyhub_ai.specs import LLMModel
 
 from .models import LLMChatRoom
+
+#: The small data set the demo's data room answers questions about.
+SALES_CSV = Path(__file__).resolve().parent / "data" / "sales.csv"
 
 
 class LanguageTutorChatConsumer(AgentChatConsumer):
@@ -57,3 +62,18 @@ You are a language tutor.
             return None
         self.room = LLMChatRoom.of_conversation(conversation)
         return conversation
+
+
+class SalesAnalystChatConsumer(DataAnalystChatConsumer):
+    """The demo's data room: questions about the coffee sales in ``example/data/sales.csv``.
+
+    Each signed-in user has their own conversation (see ``views.sales_analyst_chat``); the
+    model answers with the data analyst's safe tools, never with code of its own.
+    """
+
+    llm_model = LLMModel.OPENAI_GPT_4O
+    dataframe_path = SALES_CSV
+    column_guideline = (
+        "date: the week (ISO date); region: the city; product: the drink; units: cups sold; "
+        "unit_price and revenue: Korean won."
+    )

@@ -34,6 +34,16 @@ TITLE_LENGTH = 60
 
 
 @login_required
+def sales_analyst_chat(request: HttpRequest) -> HttpResponse:
+    """The data room: the signed-in user's own conversation about ``example/data/sales.csv``."""
+    conversation, __ = Conversation.objects.get_or_create(
+        session_id=f"example-sales-{request.user.pk}",
+        defaults={"user": request.user, "title": gettext("Coffee sales data")},
+    )
+    return render(request, "pyhub_ai/chat_room_ws.html", {"ws_url": f"/ws/example/data/{conversation.pk}/"})
+
+
+@login_required
 def language_tutor_chat(request, room_pk: int):
     llm_chat_room, __ = LLMChatRoom.objects.get_or_create(pk=room_pk)
     conversation_pk = llm_chat_room.conversation.pk

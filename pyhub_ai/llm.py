@@ -139,8 +139,8 @@ class OfflineChatModel(BaseChatModel):
 
     It streams a short reply word by word (``delay`` seconds apart), quotes the user's last
     message, and reports approximate token usage like a real model. Bound to tools, it calls
-    one that needs no arguments when the user's message names it (or a keyword of
-    ``OFFLINE_TOOL_KEYWORDS``), then reports the tool's answer.
+    one that needs no arguments when the user's message names it (or says a keyword of
+    ``OFFLINE_TOOL_KEYWORDS`` that its name contains), then reports the tool's answer.
     """
 
     delay: float = 0.0
@@ -159,9 +159,8 @@ class OfflineChatModel(BaseChatModel):
             return None
         text = messages[-1].text.lower()
         for name in self.tool_names:
-            words = [word for word in name.lower().split("_") if len(word) >= 4]
             keywords = [keyword for key, found in OFFLINE_TOOL_KEYWORDS.items() if key in name for keyword in found]
-            if any(word in text for word in [*words, *keywords]):
+            if any(word in text for word in [name.lower(), *keywords]):
                 return {"name": name, "args": "{}", "id": f"offline_{name}", "index": 0}
         return None
 

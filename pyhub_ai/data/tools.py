@@ -141,7 +141,7 @@ class _Analyst:
         matplotlib.use("Agg")
         from matplotlib.figure import Figure
 
-        x_column = self._column(x) if x else self._first_text_column()
+        x_column = self._column(x) if x else self._category_column()
         y_column = self._column(y) if y else None
         figure = Figure(figsize=(6, 4), dpi=100)
         axes = figure.subplots()
@@ -169,11 +169,14 @@ class _Analyst:
             raise DataToolError(f"There is no column {name!r}. Columns: {', '.join(map(str, self.frame.columns))}.")
         return name
 
-    def _first_text_column(self) -> str:
-        for column, dtype in self.frame.dtypes.items():
-            if dtype == object or str(dtype) in ("string", "str", "category"):
-                return column
-        return self.frame.columns[0]
+    def _category_column(self) -> str:
+        """The text column with the fewest distinct values (the best default category)."""
+        text_columns = [
+            column for column, dtype in self.frame.dtypes.items() if dtype == object or str(dtype) in ("string", "str", "category")
+        ]
+        if not text_columns:
+            return self.frame.columns[0]
+        return min(text_columns, key=lambda column: self.frame[column].nunique())
 
     def _filtered(self, filters: list[Filter]) -> Any:
         frame = self.frame
