@@ -4,11 +4,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import DatabaseError
 from django.utils.translation import gettext
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, message_chunk_to_message
+from langchain_core.messages.ai import add_ai_message_chunks
 
 from ..conf import conf
 from ..display import message_object
@@ -46,7 +48,8 @@ class ChatMixin:
     _reply_open: bool = False
     _streaming: bool = False
     _stop_requested: bool = False
-    _partial_reply: AIMessageChunk | None = None
+    _chunks: Sequence[AIMessageChunk] = ()
+    _texts: list[str] | None = None
 
     def is_turn_running(self) -> bool:
         """Whether the client is still waiting for the current reply."""
@@ -211,22 +214,33 @@ class ChatMixin:
 
         The model may wait at most ``PYHUB_AI_LLM_TIMEOUT`` seconds for each token
         (``TimeoutError`` otherwise); the text so far is saved every
-        ``PYHUB_AI_STREAM_SAVE_INTERVAL`` seconds, and kept in ``_partial_reply`` for the
-        caller when the stream fails or is cancelled.
+        ``PYHUB_AI_STREAM_SAVE_INTERVAL`` seconds, and ``_partial_reply`` gives the caller
+        what came when the stream fails or is cancelled.
         """
         loop = asyncio.get_running_loop()
-        self._partial_reply = None
+        chunks: list[AIMessageChunk] = []
+        self._chunks, self._texts = chunks, []
+        turn_id = str(turn.turn_id)
         last_save = loop.time()
         async with asyncio.timeout(conf.LLM_TIMEOUT) as deadline:
             async for chunk in llm.astream(prompt):
                 deadline.reschedule(loop.time() + conf.LLM_TIMEOUT)
-                self._partial_reply = chunk if self._partial_reply is None else self._partial_reply + chunk
-                if chunk.text:
-                    await self.send_turn_frame("stream_delta", turn_id=str(turn.turn_id), text=chunk.text)
+                chunks.append(chunk)
+                text = chunk.text
+                if text:
+                    self._texts.append(text)
+                    await self.send_turn_frame("stream_delta", turn_id=turn_id, text=text)
                 if loop.time() - last_save >= conf.STREAM_SAVE_INTERVAL:
                     last_save = loop.time()
-                    await history.asave_partial(turn, self._partial_reply.text)
+                    await history.asave_partial(turn, "".join(self._texts))
         return self._partial_reply
+
+    @property
+    def _partial_reply(self) -> AIMessageChunk | None:
+        """The reply streamed so far, merged in one go (merging chunk by chunk as they arrive
+        costs a message object per token)."""
+        chunks = self._chunks
+        return add_ai_message_chunks(chunks[0], *chunks[1:]) if chunks else None
 
     async def _store_reply(
         self, history: DjangoChatMessageHistory, turn: Turn, reply: AIMessageChunk | None, status: str
