@@ -35,11 +35,19 @@ TITLE_LENGTH = 60
 
 @login_required
 def sales_analyst_chat(request: HttpRequest) -> HttpResponse:
-    """The data room: the signed-in user's own conversation about ``example/data/sales.csv``."""
-    conversation, __ = Conversation.objects.get_or_create(
-        session_id=f"example-sales-{request.user.pk}",
-        defaults={"user": request.user, "title": gettext("Coffee sales data")},
-    )
+    """The data room: the signed-in user's own conversation about ``example/data/sales.csv``.
+
+    GET shows it (or a button to start it); the POST of that button creates it.
+    """
+    session_id = f"example-sales-{request.user.pk}"
+    if request.method == "POST":
+        Conversation.objects.get_or_create(
+            session_id=session_id, defaults={"user": request.user, "title": gettext("Coffee sales data")}
+        )
+        return redirect("example:data")
+    conversation = Conversation.objects.filter(session_id=session_id, user=request.user).first()
+    if conversation is None:
+        return render(request, "example/data_start.html")
     return render(request, "pyhub_ai/chat_room_ws.html", {"ws_url": f"/ws/example/data/{conversation.pk}/"})
 
 

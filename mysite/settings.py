@@ -80,7 +80,8 @@ if REDIS_URL:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             # socket_timeout None: channels-redis blocks up to 5 s waiting for messages, and
             # redis-py 8 defaults to a 5 s read timeout, which would drop idle connections.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
+            # max_connections: redis-py's pool of 100 runs out at a few hundred websockets.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None, "max_connections": 2000}]},
         }
     }
     # Shared by every worker: pyhub_ai's turn rate limit counts here.

@@ -76,6 +76,11 @@ class Settings:
         return getattr(settings, "PYHUB_AI_STREAM_SAVE_INTERVAL", 2.0)
 
     @property
+    def STREAM_DELTA_INTERVAL(self) -> float:
+        """Seconds between two ``stream_delta`` frames of a reply (0: one frame per token)."""
+        return getattr(settings, "PYHUB_AI_STREAM_DELTA_INTERVAL", 0.03)
+
+    @property
     def LLM_TIMEOUT(self) -> float:
         """Seconds to wait for the model's next token before the turn fails."""
         return getattr(settings, "PYHUB_AI_LLM_TIMEOUT", 60)
@@ -126,6 +131,7 @@ NUMERIC_SETTINGS: tuple[tuple[str, type | tuple[type, ...], float], ...] = (
     ("PYHUB_AI_OFFLINE_MODEL_DELAY", (int, float), 0),
     ("PYHUB_AI_TURN_LOCK_WAIT", (int, float), 0),
     ("PYHUB_AI_STREAM_SAVE_INTERVAL", (int, float), 0.1),
+    ("PYHUB_AI_STREAM_DELTA_INTERVAL", (int, float), 0),
     ("PYHUB_AI_TURN_LOCK_LEASE", (int, float), 1),
     ("PYHUB_AI_FRAME_FLOOD_LIMIT", int, 1),
     ("PYHUB_AI_AGENT_MAX_STEPS", int, 1),

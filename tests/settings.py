@@ -14,6 +14,8 @@ DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Tests that count turns set their own limit (tests/test_policies.py).
 PYHUB_AI_RATE_LIMIT = None
+# One stream_delta per token, so tests can count them (tests/test_stop_and_crash.py checks the batching).
+PYHUB_AI_STREAM_DELTA_INTERVAL = 0
 # 0 (instant replies) unless the environment says otherwise: the multi-process tests give their
 # daphne children a delay, a short save interval (a reply streams long enough to be cut) and a
 # short turn-lock lease (the lock of a killed process expires soon).

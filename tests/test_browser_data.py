@@ -30,6 +30,7 @@ async def test_a_question_about_the_data_is_answered_with_a_table_and_a_chart(li
             await page.locator("#id_password").fill(PASSWORD)
             await page.locator("form button[type=submit]").click()
             await page.locator("#data-room").click()
+            await page.locator("#data-start").click()
             await expect(page.locator("#pyhub-chat-connection")).to_have_attribute("data-state", "open")
 
             chat_input = page.locator("#pyhub-chat-input")

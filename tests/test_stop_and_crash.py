@@ -158,3 +158,17 @@ async def test_a_worker_shutting_down_stores_the_reply_in_progress_as_interrupte
     role, status, text = (await stored(conversation))[1]
     assert (role, status) == ("ai", "interrupted") and text.startswith("one")
     assert not await ThreadLock.objects.exclude(token="").aexists()  # every lock released
+
+
+async def test_tokens_arriving_faster_than_the_delta_interval_share_a_frame(user_a, use_model, settings):
+    settings.PYHUB_AI_STREAM_DELTA_INTERVAL = 0.15
+    use_model(SlowFakeChatModel(messages=iter([AIMessage(content="a b c d e f g h i j")]), delay=0.02, calls=[]))
+    conversation = await Conversation.objects.acreate(user=user_a)
+    communicator = await connect(conversation.pk, user_a, route="plain")
+    await receive_until(communicator, "history")
+    await communicator.send_json_to({"type": "user_message", "text": "go"})
+    frames = await receive_until(communicator, "stream_end")
+    deltas = [f["text"] for f in frames if f["type"] == "stream_delta"]
+    assert "".join(deltas) == "a b c d e f g h i j"
+    assert 2 <= len(deltas) <= 6  # 19 tokens, 20 ms apart: a frame per 150 ms, not one per token
+    await communicator.disconnect()

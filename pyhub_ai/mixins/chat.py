@@ -212,7 +212,9 @@ class ChatMixin:
     ) -> AIMessageChunk | None:
         """Stream ``llm``'s reply as ``stream_delta`` frames and return it whole.
 
-        The model may wait at most ``PYHUB_AI_LLM_TIMEOUT`` seconds for each token
+        Tokens that arrive within ``PYHUB_AI_STREAM_DELTA_INTERVAL`` seconds of the last
+        ``stream_delta`` wait for the next one (fewer frames: each costs the server more than a
+        token). The model may wait at most ``PYHUB_AI_LLM_TIMEOUT`` seconds for each token
         (``TimeoutError`` otherwise); the text so far is saved every
         ``PYHUB_AI_STREAM_SAVE_INTERVAL`` seconds, and ``_partial_reply`` gives the caller
         what came when the stream fails or is cancelled.
@@ -221,18 +223,27 @@ class ChatMixin:
         chunks: list[AIMessageChunk] = []
         self._chunks, self._texts = chunks, []
         turn_id = str(turn.turn_id)
-        last_save = loop.time()
+        unsent: list[str] = []
+        delta_interval = conf.STREAM_DELTA_INTERVAL
+        last_save = last_delta = loop.time() - delta_interval
         async with asyncio.timeout(conf.LLM_TIMEOUT) as deadline:
             async for chunk in llm.astream(prompt):
-                deadline.reschedule(loop.time() + conf.LLM_TIMEOUT)
+                now = loop.time()
+                deadline.reschedule(now + conf.LLM_TIMEOUT)
                 chunks.append(chunk)
                 text = chunk.text
                 if text:
                     self._texts.append(text)
-                    await self.send_turn_frame("stream_delta", turn_id=turn_id, text=text)
-                if loop.time() - last_save >= conf.STREAM_SAVE_INTERVAL:
-                    last_save = loop.time()
+                    unsent.append(text)
+                    if now - last_delta >= delta_interval:
+                        last_delta = now
+                        await self.send_turn_frame("stream_delta", turn_id=turn_id, text="".join(unsent))
+                        unsent.clear()
+                if now - last_save >= conf.STREAM_SAVE_INTERVAL:
+                    last_save = now
                     await history.asave_partial(turn, "".join(self._texts))
+        if unsent:
+            await self.send_turn_frame("stream_delta", turn_id=turn_id, text="".join(unsent))
         return self._partial_reply
 
     @property

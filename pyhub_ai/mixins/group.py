@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from typing import Any
+
+logger = logging.getLogger("pyhub_ai.group")
 
 #: Seconds between two ``stream_delta`` frames relayed to the thread's other connections.
 GROUP_DELTA_INTERVAL = 0.05
@@ -73,7 +76,10 @@ class ThreadGroupMixin:
         and to the thread's other connections."""
         frame = {"type": frame_type, **data}
         if to_self:
-            await self.send_json(frame)
+            try:
+                await self.send_json(frame)
+            except Exception as exc:  # the client has gone; its disconnect event stops the turn
+                logger.debug("Could not send a %s frame: %r", frame_type, exc)
         if not self._peers:
             return
         if frame_type == "stream_delta":
