@@ -4,7 +4,7 @@
 #   make test                 every test: the unit suite on SQLite + in-memory channel layer, again
 #                             on PostgreSQL + Redis channel layer (throwaway servers), then the browser suite
 #   make test ARGS="-k codec" extra pytest arguments (given to every pytest run)
-#   make bench                the benchmarks (python -m bench) on SQLite and a throwaway PostgreSQL;
+#   make bench                the benchmarks (python -m bench): history scaling and websocket load, on SQLite and throwaway PostgreSQL + Redis;
 #                             the table goes to bench/results/latest.md (ARGS="--help" for options)
 #   make clean                removes var/ and test-artifacts/
 #

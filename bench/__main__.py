@@ -1,10 +1,105 @@
-"""``make bench`` (scripts/bench.sh, which starts a throwaway PostgreSQL) or ``python -m bench``.
+"""``make bench`` (scripts/bench.sh, which starts a throwaway PostgreSQL and Redis) or ``python -m bench``.
 
-Runs the history-scaling benchmark (bench/history_scaling.py) on SQLite and PostgreSQL and
-writes its table to bench/results/latest.md. ``python -m bench --help`` lists the options.
+Runs the benchmarks and writes bench/results/latest.md:
+
+* ``history``: server time of one turn vs. stored thread length, SQLite and PostgreSQL
+  (bench/history_scaling.py; its section: bench/results/history.md);
+* ``load``: concurrent websocket conversations on real daphne processes, SQLite + in-memory
+  layer, PostgreSQL + Redis, one and two processes, vs. a bare-consumer baseline
+  (bench/ws_load.py; its section: bench/results/load.md, the py-spy profile: profile.md).
+
+``--only history`` or ``--only load`` runs one of them; latest.md is then assembled from the
+fresh section and the last one written of the other. Options of the history benchmark are
+passed through (``--db``, ``--sizes``, ``--turns``, ...); the load benchmark's options start with
+``--load-`` (``--load-scenarios``, ``--load-sizes``, ``--load-turns``, ``--load-budget``,
+``--load-no-profile``).
 """
+import argparse
 import sys
+from pathlib import Path
 
-from bench.history_scaling import main
+RESULTS = Path(__file__).resolve().parent / "results"
+HISTORY_RESULTS = RESULTS / "history.md"
+LATEST = RESULTS / "latest.md"
 
-sys.exit(main())
+
+def assemble(failed: dict[str, str]) -> None:
+    """latest.md = history.md + load.md (+ a link to profile.md); a section whose benchmark
+    failed in this run is kept from its last run, under a warning."""
+    from bench.ws_load import LOAD_RESULTS, PROFILE_RESULTS
+
+    parts = []
+    for name, path in (("history", HISTORY_RESULTS), ("load", LOAD_RESULTS)):
+        if not path.exists():
+            continue
+        text = path.read_text().rstrip()
+        if name in failed:
+            text = f"> **The {name} benchmark FAILED in the last run ({failed[name]}); this section is from an earlier run.**\n\n{text}"
+        parts.append(text)
+    if PROFILE_RESULTS.exists():
+        parts.append(
+            "The hot-path profile of the load benchmark (py-spy, top functions by own time): "
+            "[bench/results/profile.md](profile.md)."
+        )
+    LATEST.write_text("\n\n---\n\n".join(parts) + "\n")
+    print(f"Wrote {LATEST} ({', '.join(p.name for p in (HISTORY_RESULTS, LOAD_RESULTS) if p.exists())})")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__.split("\n\n")[0], add_help=False,
+        epilog="Other options go to the history benchmark (listed below).",
+    )  # fmt: skip
+    parser.add_argument("--only", choices=["history", "load"], help="run one benchmark (default: both)")
+    parser.add_argument("--load-scenarios", help="sqlite, postgres, two (default: all)")
+    parser.add_argument("--load-sizes", help="N of the SQLite load scenario (default: 100,500,1000)")
+    parser.add_argument("--load-turns", help="turns per conversation (default: 3)")
+    parser.add_argument("--load-budget", help="seconds for the load runs (default: 480)")
+    parser.add_argument("--load-no-profile", action="store_true", help="skip the py-spy run")
+    parser.add_argument("-h", "--help", action="store_true")
+    args, history_argv = parser.parse_known_args(argv)
+    if args.help:
+        parser.print_help()
+        print("\nOptions of the history benchmark (bench/history_scaling.py):\n")
+        from bench.history_scaling import main as history_main
+
+        return history_main(["--help"])  # exits
+    if args.only == "load" and history_argv:
+        parser.error(f"unrecognized arguments for --only load: {' '.join(history_argv)}")
+
+    status = 0
+    failed: dict[str, str] = {}
+    if args.only in (None, "history"):
+        from bench.history_scaling import main as history_main
+
+        if not any(arg == "--output" or arg.startswith("--output=") for arg in history_argv):
+            history_argv += ["--output", str(HISTORY_RESULTS)]
+        try:
+            status = history_main(history_argv) or status
+        except Exception as exc:  # noqa: BLE001 - the load benchmark still runs; the exit status says it failed
+            print(f"\nThe history-scaling benchmark FAILED ({exc!r}); its section in latest.md is the last one written.\n", flush=True)
+            failed["history"] = type(exc).__name__
+            status = 1
+    if args.only in (None, "load"):
+        from bench.ws_load import main as load_main
+
+        load_argv = []
+        for option, value in (
+            ("--scenarios", args.load_scenarios), ("--sizes", args.load_sizes),
+            ("--turns", args.load_turns), ("--budget", args.load_budget),
+        ):  # fmt: skip
+            if value is not None:
+                load_argv += [option, value]
+        if args.load_no_profile:
+            load_argv.append("--no-profile")
+        try:
+            status = load_main(load_argv) or status
+        except Exception as exc:  # noqa: BLE001
+            print(f"\nThe websocket load benchmark FAILED ({exc!r}).\n", flush=True)
+            failed["load"] = type(exc).__name__
+            status = 1
+    assemble(failed)
+    return status
+
+
+sys.exit(main(sys.argv[1:]))

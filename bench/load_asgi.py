@@ -7,7 +7,8 @@ Two websocket routes, no HTTP:
 
 * ``ws/bench/chat/<int:conversation_pk>/``: ``BenchChatConsumer``, a subclass of
   ``pyhub_ai.consumers.AgentChatConsumer`` that lets anonymous visitors in (each connection has
-  no session, so it gets a private thread of the owner-less conversation) and answers with
+  no session, so it gets a private thread of the owner-less conversation, and counts as its own
+  visitor for the turn rate limit) and answers with
   ``PacedFakeChatModel``: ``PYHUB_AI_BENCH_LOAD_TOKENS`` tokens (50), one every
   ``PYHUB_AI_BENCH_LOAD_PACE`` seconds (0.02), then a last chunk with usage metadata.
 * ``ws/bench/bare/``: ``BareStreamConsumer``, the baseline: a bare channels
@@ -38,6 +39,9 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 
 from pyhub_ai.consumers import AgentChatConsumer  # noqa: E402
 
+#: Experiments, not used by `make bench`: PYHUB_AI_BENCH_LOAD_VARIANT=nogroup makes the chat
+#: consumer skip its thread's channel-layer group (no multi-tab relay), to measure what it costs.
+VARIANTS = set(filter(None, os.environ.get("PYHUB_AI_BENCH_LOAD_VARIANT", "").split(",")))
 TOKENS: int = settings.PYHUB_AI_BENCH_LOAD_TOKENS
 PACE: float = settings.PYHUB_AI_BENCH_LOAD_PACE
 _WORDS = "the quick brown fox jumps over a lazy dog while seven wizards quietly hex jolly vexed zebras".split()
@@ -85,6 +89,17 @@ class BenchChatConsumer(AgentChatConsumer):
 
     def get_llm(self) -> BaseChatModel:
         return MODEL
+
+    def get_rate_limit_identity(self) -> str:
+        """Each connection is a different visitor (all come from 127.0.0.1 without a session,
+        which the app would count as one address); the limit (30/m) is still checked, in the
+        cache, for every turn."""
+        return f"visitor:{self.get_visitor_key()}"
+
+    if "nogroup" in VARIANTS:
+
+        async def join_thread_group(self) -> None:
+            pass
 
 
 class BareStreamConsumer(AsyncJsonWebsocketConsumer):

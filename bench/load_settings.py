@@ -4,11 +4,13 @@ throwaway database and channel layer chosen by the runner through the environmen
 * ``PYHUB_AI_BENCH_LOAD_DB=sqlite`` and ``PYHUB_AI_BENCH_LOAD_SQLITE_PATH`` (a file under
   ``var/bench/``), or ``PYHUB_AI_BENCH_LOAD_DB=postgres``, ``PYHUB_AI_BENCH_POSTGRES_URL`` (the
   server) and ``PYHUB_AI_BENCH_LOAD_POSTGRES_NAME`` (the database the runner created).
-* ``PYHUB_AI_BENCH_LOAD_REDIS_URL``: the Redis channel layer on that server; unset: in-memory.
+* ``PYHUB_AI_BENCH_LOAD_REDIS_URL``: the Redis channel layer and cache on that server; unset:
+  the in-memory channel layer and the local-memory cache.
 
-SQLite is configured like a production deployment of a small site would be: WAL journal,
-``synchronous=NORMAL``, ``BEGIN IMMEDIATE`` transactions and a 20 s busy timeout. DEBUG is off
-(with DEBUG on, Django keeps every query in memory) and the log is quiet.
+SQLite is configured as the demo project (mysite.settings) deploys it: WAL journal,
+``synchronous=NORMAL``, ``BEGIN IMMEDIATE`` transactions and a 20 s busy timeout; connection
+reuse (``CONN_MAX_AGE``, ``CONN_HEALTH_CHECKS``) is taken from mysite.settings for both
+databases. DEBUG is off (with DEBUG on, Django keeps every query in memory) and the log is quiet.
 """
 import os
 
@@ -16,6 +18,9 @@ import environ
 
 from mysite.settings import *  # noqa: F403
 from mysite.settings import BASE_DIR
+from mysite.settings import DATABASES as _DEMO_DATABASES
+
+_demo_database = dict(_DEMO_DATABASES["default"])
 
 SECRET_KEY = "pyhub-ai-bench-load"
 DEBUG = False
@@ -47,11 +52,27 @@ elif _engine == "postgres":
 else:
     raise RuntimeError(f"PYHUB_AI_BENCH_LOAD_DB must be 'sqlite' or 'postgres', not {_engine!r}.")
 
+# Connection reuse as the demo project deploys it (mysite.settings: CONN_MAX_AGE, health checks);
+# PYHUB_AI_BENCH_LOAD_CONN_MAX_AGE overrides it for experiments ("0", "600", "none").
+for _key in ("CONN_MAX_AGE", "CONN_HEALTH_CHECKS"):
+    if _key in _demo_database:
+        DATABASES["default"][_key] = _demo_database[_key]
+if os.environ.get("PYHUB_AI_BENCH_LOAD_CONN_MAX_AGE"):
+    _age = os.environ["PYHUB_AI_BENCH_LOAD_CONN_MAX_AGE"]
+    DATABASES["default"]["CONN_MAX_AGE"] = None if _age == "none" else int(_age)
+
 _redis_url = os.environ.get("PYHUB_AI_BENCH_LOAD_REDIS_URL", "")
 if _redis_url:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [_redis_url]}}}
+    # As mysite.settings does with REDIS_URL: the channel layer, and the cache the turn rate
+    # limit counts in, shared by every worker process.
+    _host: object = _redis_url
+    if os.environ.get("PYHUB_AI_BENCH_LOAD_REDIS_MAX_CONNECTIONS"):  # experiments: the layer's pool size
+        _host = {"address": _redis_url, "max_connections": int(os.environ["PYHUB_AI_BENCH_LOAD_REDIS_MAX_CONNECTIONS"])}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [_host]}}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _redis_url}}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 #: The fake model of bench/load_asgi.py: how many tokens a reply has, and the seconds between them.
 PYHUB_AI_BENCH_LOAD_TOKENS = int(os.environ.get("PYHUB_AI_BENCH_LOAD_TOKENS", "50"))
