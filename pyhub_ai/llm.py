@@ -139,8 +139,9 @@ class OfflineChatModel(BaseChatModel):
 
     It streams a short reply word by word (``delay`` seconds apart), quotes the user's last
     message, and reports approximate token usage like a real model. Bound to tools, it calls
-    one that needs no arguments when the user's message names it (or says a keyword of
-    ``OFFLINE_TOOL_KEYWORDS`` that its name contains), then reports the tool's answer.
+    one that needs no arguments when the user's message names it ("sales_table" or "sales
+    table") or says a keyword of ``OFFLINE_TOOL_KEYWORDS`` that its name contains, then
+    reports the tool's answer.
     """
 
     delay: float = 0.0
@@ -160,7 +161,7 @@ class OfflineChatModel(BaseChatModel):
         text = messages[-1].text.lower()
         for name in self.tool_names:
             keywords = [keyword for key, found in OFFLINE_TOOL_KEYWORDS.items() if key in name for keyword in found]
-            if any(word in text for word in [name.lower(), *keywords]):
+            if any(word in text for word in [name.lower(), name.lower().replace("_", " "), *keywords]):
                 return {"name": name, "args": "{}", "id": f"offline_{name}", "index": 0}
         return None
 
