@@ -5,6 +5,8 @@ from django.urls import path
 from example.routing import websocket_urlpatterns
 from pyhub_ai.consumers import AgentChatConsumer
 
+from . import seed004
+
 
 class PlainChatConsumer(AgentChatConsumer):
     llm_model = "openai:gpt-4o-mini"
@@ -14,5 +16,6 @@ application = URLRouter(
     [
         *websocket_urlpatterns,
         path("ws/plain/<int:conversation_pk>/", PlainChatConsumer.as_asgi()),
+        path("ws/seed/chat/<int:conversation_pk>/", seed004.LanguageTutorChatConsumer.as_asgi()),
     ]
 )

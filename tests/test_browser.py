@@ -51,13 +51,18 @@ class Problems:
         self.items: list[str] = []
         page.on("pageerror", lambda error: self.items.append(f"page error: {error}"))
         page.on("console", self._on_console)
-        page.on("requestfailed", lambda request: self.items.append(f"request failed: {request.url} ({request.failure})"))
+        page.on("requestfailed", self._on_request_failed)
         page.on("response", self._on_response)
 
     def _on_console(self, message) -> None:
         # Chromium logs every 4xx response as a console error too: the response hook reports those.
         if message.type == "error" and not message.text.startswith("Failed to load resource"):
             self.items.append(f"console error: {message.text}")
+
+    def _on_request_failed(self, request) -> None:
+        # ERR_ABORTED: the page navigated (a reload, a link) while the request was in flight.
+        if "ERR_ABORTED" not in (request.failure or ""):
+            self.items.append(f"request failed: {request.url} ({request.failure})")
 
     def _on_response(self, response) -> None:
         if response.status >= 400 and not response.url.endswith("/favicon.ico"):

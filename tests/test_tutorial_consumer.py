@@ -104,3 +104,31 @@ async def test_reconnecting_to_a_started_conversation_does_not_start_it_again(us
     assert await communicator.receive_nothing(timeout=0.3)
     assert len(model.calls) == 1
     await communicator.disconnect()
+
+
+async def test_the_tutorials_own_consumer_runs_unchanged(user_a, use_model):
+    """tests/seed004.py is the tutorial's code verbatim: a room, its first turn, a user turn."""
+    model = use_model(fake_model("你好", "好的"))
+    room = await LLMChatRoom.objects.acreate()
+    communicator = await connect(room.conversation_id, user_a, route="seed/chat")
+    await receive_until(communicator, "stream_end")
+    await communicator.send_json_to({"type": "user_message", "text": "一杯拿铁"})
+    assert (await receive_until(communicator, "stream_end"))[-1]["message"]["text"] == "好的"
+    await communicator.disconnect()
+    assert "중국어로 대화를 나눕시다" in model.calls[0][0].content
+    rows = [(row.role, row.visible) async for row in ConversationMessage.objects.filter(conversation=room.conversation_id)]
+    assert rows == [("human", False), ("ai", True), ("human", True), ("ai", True)]
+
+
+@pytest.mark.django_db
+def test_the_tutorials_own_view_renders_the_chat_page(django_user_model):
+    from django.test import RequestFactory
+
+    from .seed004 import language_tutor_chat
+
+    request = RequestFactory().get("/example/chat/7/")
+    request.user = django_user_model.objects.create_user(username="reader", password="reader-pass-1")
+    response = language_tutor_chat(request, room_pk=7)
+    room = LLMChatRoom.objects.get(pk=7)
+    assert response.status_code == 200
+    assert f'data-ws-url="/ws/example/chat/{room.conversation.pk}/"' in response.content.decode()
