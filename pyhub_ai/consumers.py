@@ -75,20 +75,17 @@ class BaseAgentChatConsumer(
         if refusal is not None:
             await self.refuse(refusal)
             return
-        if text_data is None:
-            await self.send_error("invalid_frame", gettext("Only text messages are accepted."), detail="binary frame")
-            return
-        if len(text_data) > self.get_max_frame_size():
-            await self.send_error(
-                "message_too_long",
-                gettext("The message is too long (at most %(limit)d characters).") % {"limit": self.get_max_message_length()},
-                detail=f"{len(text_data)}-character frame",
-            )
-            return
         try:
-            content = await self.decode_json(text_data)
-        except (ValueError, RecursionError) as exc:
-            await self.send_error("invalid_frame", gettext("Messages must be JSON objects."), detail=f"not JSON: {exc!r:.200}")
+            if text_data is None:
+                raise FrameError("invalid_frame", gettext("Only text messages are accepted."), "binary frame")
+            if len(text_data) > self.get_max_frame_size():
+                raise self.message_too_long(f"{len(text_data)}-character frame")
+            try:
+                content = await self.decode_json(text_data)
+            except (ValueError, RecursionError) as exc:
+                raise FrameError("invalid_frame", gettext("Messages must be JSON objects."), f"not JSON: {exc!r:.200}") from exc
+        except FrameError as error:
+            await self.send_error(error.code, error.message, detail=error.detail)
             return
         await self.receive_json(content)
 

@@ -76,6 +76,11 @@ class FrameProtocolMixin:
         self._flood_count += 1
         return self._flood_count > conf.FRAME_FLOOD_LIMIT
 
+    def message_too_long(self, detail: str) -> FrameError:
+        """The error for a message (or a whole frame) over ``PYHUB_AI_MAX_MESSAGE_LENGTH``."""
+        limit = self.get_max_message_length()
+        return FrameError("message_too_long", gettext("The message is too long (at most %(limit)d characters).") % {"limit": limit}, detail)
+
     def get_max_frame_size(self) -> int:
         """The largest text frame decoded at all: room for the longest message, escaped."""
         return self.get_max_message_length() * 6 + 1024
@@ -110,13 +115,8 @@ class FrameProtocolMixin:
                 raise FrameError("empty_message", gettext("The message is empty."))
             if "\x00" in text or not _encodable(text):
                 raise FrameError("invalid_frame", gettext("The message contains characters that cannot be stored."), "NUL or lone surrogate")
-            limit = self.get_max_message_length()
-            if len(text) > limit:
-                raise FrameError(
-                    "message_too_long",
-                    gettext("The message is too long (at most %(limit)d characters).") % {"limit": limit},
-                    f"{len(text)} characters",
-                )
+            if len(text) > self.get_max_message_length():
+                raise self.message_too_long(f"{len(text)} characters")
             key = content.get("idempotency_key", "")
             if not isinstance(key, str) or not IDEMPOTENCY_KEY.fullmatch(key or "x"):
                 raise FrameError("invalid_frame", gettext("The message could not be read."), f"bad idempotency_key: {key!r}")
