@@ -216,23 +216,15 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         its results: an interrupted step is stored as ``interrupted``, outside the window.
         """
         step, thread = turn.ai, self._thread_fields(turn.ai.conversation_id)
-        step.content, step.status, step.token_count = codec.encode(ai_message), Status.COMPLETE, count_tokens(ai_message)
         tool_rows = [ConversationMessage.from_message(message, turn_id=turn.turn_id, **thread) for message in tool_messages]
         turn.ai = ConversationMessage.from_message(AIMessage(content=""), turn_id=turn.turn_id, status=Status.STREAMING, **thread)
-        usage = ai_message.usage_metadata or {}
-        await sync_to_async(_finish_turn_rows)(
-            step, usage.get("input_tokens", 0), usage.get("output_tokens", 0), new_rows=[*tool_rows, turn.ai]
-        )
+        await sync_to_async(_store_reply)(step, ai_message, Status.COMPLETE, new_rows=[*tool_rows, turn.ai])
         return tool_rows
 
     async def afinish_turn(self, turn: Turn, ai_message: AIMessage, status: str = Status.COMPLETE) -> None:
         """Store the AI reply (complete, or the partial text with an error/interrupted status)
         and add its token usage to the conversation's totals."""
-        turn.ai.content = codec.encode(ai_message)
-        turn.ai.status = status
-        turn.ai.token_count = count_tokens(ai_message)
-        usage = ai_message.usage_metadata or {}
-        await sync_to_async(_finish_turn_rows)(turn.ai, usage.get("input_tokens", 0), usage.get("output_tokens", 0))
+        await sync_to_async(_store_reply)(turn.ai, ai_message, status)
 
     # -- Queries ----------------------------------------------------------------------------
 
@@ -320,18 +312,20 @@ def _start_on_human(messages: list[BaseMessage]) -> list[BaseMessage]:
     return []
 
 
-def _finish_turn_rows(
-    ai_row: ConversationMessage, input_tokens: int, output_tokens: int, new_rows: Sequence[ConversationMessage] = ()
+def _store_reply(
+    ai_row: ConversationMessage, ai_message: AIMessage, status: str, new_rows: Sequence[ConversationMessage] = ()
 ) -> None:
-    """The AI row, any rows that follow it and the conversation's totals change together or
-    not at all."""
+    """Put ``ai_message`` into ``ai_row`` with ``status``: the row, any rows that follow it and
+    the conversation's token totals change together or not at all."""
+    ai_row.content, ai_row.status, ai_row.token_count = codec.encode(ai_message), status, count_tokens(ai_message)
+    usage = ai_message.usage_metadata or {}
     with transaction.atomic():
         ai_row.save(update_fields=["content", "status", "token_count"])
         if new_rows:
             ConversationMessage.objects.bulk_create(new_rows)
         Conversation.objects.filter(pk=ai_row.conversation_id).update(
-            input_tokens=F("input_tokens") + input_tokens,
-            output_tokens=F("output_tokens") + output_tokens,
+            input_tokens=F("input_tokens") + usage.get("input_tokens", 0),
+            output_tokens=F("output_tokens") + usage.get("output_tokens", 0),
             **_activity_fields(),
         )
 
