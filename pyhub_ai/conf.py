@@ -78,7 +78,7 @@ class Settings:
     @property
     def STREAM_DELTA_INTERVAL(self) -> float:
         """Seconds between two ``stream_delta`` frames of a reply (0: one frame per token)."""
-        return getattr(settings, "PYHUB_AI_STREAM_DELTA_INTERVAL", 0.03)
+        return getattr(settings, "PYHUB_AI_STREAM_DELTA_INTERVAL", 0.05)
 
     @property
     def LLM_TIMEOUT(self) -> float:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -50,11 +50,15 @@ class DuplicateMessage(Exception):
 
 @dataclass
 class Turn:
-    """The rows of one user turn while it runs: the stored human message and the AI placeholder."""
+    """One user turn while it runs: the stored human message, the AI placeholder, the
+    thread's messages before the turn (the prompt's history), and the thread lock's lease
+    the turn holds (released when the reply is stored)."""
 
     turn_id: uuid.UUID
     human: ConversationMessage
     ai: ConversationMessage
+    previous_messages: list[BaseMessage] = field(default_factory=list)
+    lease: locks.Lease | None = None
 
 
 class DjangoChatMessageHistory(BaseChatMessageHistory):
@@ -92,6 +96,7 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         self.max_messages = max_messages
         self.max_tokens = max_tokens
         self.include_failed = include_failed
+        self._decoded: dict[int, BaseMessage | None] = {}
 
     # -- LangChain's interface -------------------------------------------------------------
 
@@ -100,13 +105,10 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         conversation_id = self._conversation_id or self._find_conversation_id()
         if conversation_id is None:
             return []
-        return self._decode_window(list(self._window_queryset(conversation_id)))
+        return self._read_window(conversation_id)
 
     async def aget_messages(self) -> list[BaseMessage]:
-        conversation_id = self._conversation_id or await self._afind_conversation_id()
-        if conversation_id is None:
-            return []
-        return self._decode_window([row async for row in self._window_queryset(conversation_id)])
+        return await sync_to_async(lambda: self.messages)()
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
         """Store ``messages`` as complete, in one bulk insert."""
@@ -163,13 +165,16 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
             raise ValueError("The conversation of this history is not known yet.")
         return locks.thread_key(self._conversation_id, self.user_id, self.visitor_key)
 
-    async def amark_abandoned(self) -> None:
+    def mark_abandoned(self) -> None:
         """Mark replies left ``streaming`` by a worker that died mid-turn as ``interrupted``.
 
         Called when a page shows such a reply and no live turn holds the thread, and when a
-        turn takes over the lock of a dead one.
+        turn takes over the lock of a dead one (``start_turn``).
         """
-        await self._thread_queryset(self._conversation_id).filter(status=Status.STREAMING).aupdate(status=Status.INTERRUPTED)
+        self._thread_queryset(self._conversation_id).filter(status=Status.STREAMING).update(status=Status.INTERRUPTED)
+
+    async def amark_abandoned(self) -> None:
+        await sync_to_async(self.mark_abandoned)()
 
     async def asave_partial(self, turn: Turn, text: str) -> None:
         """Save the reply streamed so far (still ``streaming``), so a crash loses at most the
@@ -184,14 +189,22 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
             return False
         return await self._thread_queryset(conversation_id).aexists()
 
-    async def astart_turn(self, human_message: HumanMessage, *, visible: bool = True, idempotency_key: str = "") -> Turn:
-        """Store the human message and an empty ``streaming`` AI placeholder, in one insert.
+    def start_turn(
+        self, human_message: HumanMessage, *, visible: bool = True, idempotency_key: str = "", lease: locks.Lease | None = None
+    ) -> Turn:
+        """Read the prompt's history, then store the human message and an empty ``streaming``
+        AI placeholder, in one insert. Synchronous: the chat consumer runs it in the database
+        call that takes the thread's lock (``lease``, see ``locks.thread_lock``); a lease that
+        took over a dead turn's lock first marks that turn's reply ``interrupted``.
 
         The human message is stored before the model is called, so it is never lost. If the
         thread already has a message with ``idempotency_key``, nothing is stored and
         ``DuplicateMessage`` is raised.
         """
-        conversation_id = self._conversation_id or await self._aget_or_create_conversation_id()
+        conversation_id = self._conversation_id or self._get_or_create_conversation_id()
+        if lease is not None and lease.took_over:
+            self.mark_abandoned()
+        previous_messages = self.messages
         turn_id = uuid.uuid4()
         thread = self._thread_fields(conversation_id)
         human = ConversationMessage.from_message(
@@ -199,13 +212,17 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         )
         ai = ConversationMessage.from_message(AIMessage(content=""), turn_id=turn_id, status=Status.STREAMING, **thread)
         try:
-            await ConversationMessage.objects.abulk_create([human, ai])  # one INSERT: both rows or neither
+            ConversationMessage.objects.bulk_create([human, ai])  # one INSERT: both rows or neither
         except IntegrityError:
             if not idempotency_key:
                 raise
-            existing = await self._thread_queryset(conversation_id).aget(idempotency_key=idempotency_key)
+            existing = self._thread_queryset(conversation_id).get(idempotency_key=idempotency_key)
             raise DuplicateMessage(existing) from None
-        return Turn(turn_id=turn_id, human=human, ai=ai)
+        return Turn(turn_id=turn_id, human=human, ai=ai, previous_messages=previous_messages, lease=lease)
+
+    async def astart_turn(self, human_message: HumanMessage, *, visible: bool = True, idempotency_key: str = "") -> Turn:
+        """``start_turn`` without a lock."""
+        return await sync_to_async(self.start_turn)(human_message, visible=visible, idempotency_key=idempotency_key)
 
     async def aadd_tool_step(self, turn: Turn, ai_message: AIMessage, tool_messages: Sequence[ToolMessage]) -> list[ConversationMessage]:
         """Store one finished tool-calling step of a turn, all at once: the AI message that
@@ -221,10 +238,14 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         await sync_to_async(_store_reply)(step, ai_message, Status.COMPLETE, new_rows=[*tool_rows, turn.ai])
         return tool_rows
 
+    def finish_turn(self, turn: Turn, ai_message: AIMessage, status: str = Status.COMPLETE) -> None:
+        """Store the AI reply (complete, or the partial text with an error/interrupted status),
+        add its token usage to the conversation's totals and release the turn's lease, in one
+        transaction."""
+        _store_reply(turn.ai, ai_message, status, release=turn.lease)
+
     async def afinish_turn(self, turn: Turn, ai_message: AIMessage, status: str = Status.COMPLETE) -> None:
-        """Store the AI reply (complete, or the partial text with an error/interrupted status)
-        and add its token usage to the conversation's totals."""
-        await sync_to_async(_store_reply)(turn.ai, ai_message, status)
+        await sync_to_async(self.finish_turn)(turn, ai_message, status)
 
     # -- Queries ----------------------------------------------------------------------------
 
@@ -238,20 +259,38 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         queryset = self._thread_queryset(conversation_id)
         if not self.include_failed:
             queryset = queryset.filter(status=Status.COMPLETE)
-        queryset = queryset.only("pk", "content", "token_count").order_by("-pk")
+        queryset = queryset.order_by("-pk")
         if self.max_messages is not None:
             queryset = queryset[: self.max_messages]
         return queryset
 
-    def _decode_window(self, newest_first: list[ConversationMessage]) -> list[BaseMessage]:
+    def _read_window(self, conversation_id: Any) -> list[BaseMessage]:
+        """The window's messages, oldest first.
+
+        A history object remembers the messages it has decoded (``_decoded``, by row id, the
+        current window's only): once it has read the window, each later read fetches just the
+        ids and token counts of the window, then the rows it has not decoded yet (a turn adds
+        two). A stored row no longer changes once it has left ``streaming``; rows still
+        ``streaming`` are decoded on every read.
+        """
+        queryset = self._window_queryset(conversation_id)
+        if self._decoded:
+            newest_first = list(queryset.values_list("pk", "token_count"))
+            unread = [pk for pk, _ in newest_first if pk not in self._decoded]
+            rows = ConversationMessage.objects.filter(pk__in=unread).only("pk", "content", "status") if unread else ()
+        else:
+            rows = list(queryset.only("pk", "content", "token_count", "status"))
+            newest_first = [(row.pk, row.token_count) for row in rows]
+        decoded = {pk: self._decoded[pk] for pk, _ in newest_first if pk in self._decoded}
+        streaming = set()
+        for row in rows:
+            decoded[row.pk] = _decode_row(row)
+            if row.status == Status.STREAMING:
+                streaming.add(row.pk)
+        self._decoded = {pk: message for pk, message in decoded.items() if pk not in streaming}
         if self.max_tokens is not None:
             newest_first = _within_budget(newest_first, self.max_tokens)
-        messages = []
-        for row in reversed(newest_first):
-            try:
-                messages.append(row.message)
-            except codec.CodecError:
-                logger.warning("Skipping unreadable stored message #%s.", row.pk, exc_info=True)
+        messages = [decoded[pk] for pk, _ in reversed(newest_first) if decoded.get(pk) is not None]
         if self.max_messages is not None or self.max_tokens is not None:
             messages = _start_on_human(messages)
         return messages
@@ -287,14 +326,23 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         return conversation.pk
 
 
-def _within_budget(newest_first: list[ConversationMessage], max_tokens: int) -> list[ConversationMessage]:
-    """The newest rows whose stored token counts add up to at most ``max_tokens``."""
+def _within_budget(newest_first: list[tuple[int, int]], max_tokens: int) -> list[tuple[int, int]]:
+    """The newest ``(id, token count)`` pairs whose token counts add up to at most ``max_tokens``."""
     total = 0
-    for index, row in enumerate(newest_first):
-        total += row.token_count
+    for index, (_, token_count) in enumerate(newest_first):
+        total += token_count
         if total > max_tokens:
             return newest_first[:index]
     return newest_first
+
+
+def _decode_row(row: ConversationMessage) -> BaseMessage | None:
+    """The row's message, or ``None`` (logged) when it cannot be read."""
+    try:
+        return row.message
+    except codec.CodecError:
+        logger.warning("Skipping unreadable stored message #%s.", row.pk, exc_info=True)
+        return None
 
 
 def _start_on_human(messages: list[BaseMessage]) -> list[BaseMessage]:
@@ -313,10 +361,15 @@ def _start_on_human(messages: list[BaseMessage]) -> list[BaseMessage]:
 
 
 def _store_reply(
-    ai_row: ConversationMessage, ai_message: AIMessage, status: str, new_rows: Sequence[ConversationMessage] = ()
+    ai_row: ConversationMessage,
+    ai_message: AIMessage,
+    status: str,
+    new_rows: Sequence[ConversationMessage] = (),
+    release: locks.Lease | None = None,
 ) -> None:
-    """Put ``ai_message`` into ``ai_row`` with ``status``: the row, any rows that follow it and
-    the conversation's token totals change together or not at all."""
+    """Put ``ai_message`` into ``ai_row`` with ``status``: the row, any rows that follow it,
+    the conversation's token totals and the release of the lease ``release`` happen together
+    or not at all."""
     ai_row.content, ai_row.status, ai_row.token_count = codec.encode(ai_message), status, count_tokens(ai_message)
     usage = ai_message.usage_metadata or {}
     with transaction.atomic():
@@ -328,6 +381,8 @@ def _store_reply(
             output_tokens=F("output_tokens") + usage.get("output_tokens", 0),
             **_activity_fields(),
         )
+        if release is not None:
+            locks.release(release)
 
 
 def _activity_fields() -> dict[str, Any]:

@@ -2,37 +2,62 @@
 
 A turn holds a lease: a ``ThreadLock`` row keyed by the thread, taken with one query (an
 UPDATE of the thread's released row; an INSERT the first time; an UPDATE of an expired lease
-left by a dead worker) and released with one UPDATE when the turn ends. It works the same on SQLite and
+left by a dead worker) and released with one UPDATE. It works the same on SQLite and
 PostgreSQL, needs no open transaction while the model streams, and a worker killed mid-turn
 only blocks its thread until the lease expires. While a turn runs, the lease is renewed.
+
+A turn's first and last database work share a database call with taking and releasing the
+lease: ``thread_lock(on_acquire=...)`` runs the first work right after the lease is taken, and
+``release()`` can run inside the transaction that stores the reply (``Lease.released`` then
+tells ``thread_lock`` there is nothing left to release).
 """
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
-from django.db import IntegrityError
+from asgiref.sync import sync_to_async
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from .conf import conf
 from .models import ThreadLock
 
-
-def _lease() -> timedelta:
-    """How long a lease lasts without renewal (``PYHUB_AI_TURN_LOCK_LEASE``); renewed every third of it."""
-    return timedelta(seconds=conf.TURN_LOCK_LEASE)
+#: The token of a released lock.
+RELEASED = ""
 
 
 class ThreadBusy(Exception):
     """Another turn of the same thread kept the lock for longer than the wait allowed."""
 
 
+@dataclass
+class Lease:
+    """A thread's lock as one turn holds it.
+
+    ``took_over``: the previous holder died mid-turn (its lease expired). ``value``: what
+    ``on_acquire`` returned. ``released``: the lock was released already.
+    """
+
+    key: str
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    took_over: bool = False
+    released: bool = False
+    value: Any = None
+
+
 def thread_key(conversation_id: object, user_id: object, visitor_key: str) -> str:
     return f"{conversation_id}:{user_id or ''}:{visitor_key}"
+
+
+def _lease_duration() -> timedelta:
+    """How long a lease lasts without renewal (``PYHUB_AI_TURN_LOCK_LEASE``); renewed every third of it."""
+    return timedelta(seconds=conf.TURN_LOCK_LEASE)
 
 
 async def is_locked(key: str) -> bool:
@@ -40,45 +65,74 @@ async def is_locked(key: str) -> bool:
     return await ThreadLock.objects.filter(key=key, expires_at__gt=timezone.now()).aexists()
 
 
-#: The token of a released lock.
-RELEASED = ""
-
-
-async def _try_acquire(key: str, token: str) -> Acquired | None:
+def acquire(lease: Lease) -> bool:
+    """Take the lock for ``lease`` if it is free or its holder's lease expired (sets
+    ``lease.took_over``); ``False`` if a live turn holds it. Synchronous, outside a transaction."""
     now = timezone.now()
-    held = {"token": token, "expires_at": now + _lease()}
-    if await ThreadLock.objects.filter(key=key, token=RELEASED).aupdate(**held):
-        return Acquired(took_over=False)
+    held = {"token": lease.token, "expires_at": now + _lease_duration()}
+    if ThreadLock.objects.filter(key=lease.key, token=RELEASED).update(**held):
+        return True
     try:
-        await ThreadLock.objects.acreate(key=key, **held)
-        return Acquired(took_over=False)
+        ThreadLock.objects.create(key=lease.key, **held)
+        return True
     except IntegrityError:
-        expired = ThreadLock.objects.filter(key=key, expires_at__lt=now).exclude(token=RELEASED)
-        return Acquired(took_over=True) if await expired.aupdate(**held) else None
+        expired = ThreadLock.objects.filter(key=lease.key, expires_at__lt=now).exclude(token=RELEASED)
+        lease.took_over = bool(expired.update(**held))
+        return lease.took_over
 
 
-async def _renew(key: str, token: str) -> None:
+def release(lease: Lease) -> None:
+    """Release the lock ``lease`` holds (nothing if another holder took it over). Synchronous;
+    inside a transaction, ``lease.released`` is set once it commits."""
+    ThreadLock.objects.filter(key=lease.key, token=lease.token).update(token=RELEASED, expires_at=timezone.now())
+    transaction.on_commit(lambda: setattr(lease, "released", True))
+
+
+def _acquire_then(lease: Lease, on_acquire: Callable[[Lease], Any] | None) -> bool:
+    """Acquire, then run ``on_acquire(lease)`` in the same call; if it raises, release first."""
+    if not acquire(lease):
+        return False
+    if on_acquire is not None:
+        try:
+            lease.value = on_acquire(lease)
+        except BaseException:
+            release(lease)
+            raise
+    return True
+
+
+def renew(lease: Lease) -> None:
+    """Extend the lease by another ``PYHUB_AI_TURN_LOCK_LEASE`` seconds. Synchronous."""
+    ThreadLock.objects.filter(key=lease.key, token=lease.token).update(expires_at=timezone.now() + _lease_duration())
+
+
+_try_acquire = sync_to_async(_acquire_then)
+_release = sync_to_async(release)
+_arenew = sync_to_async(renew)
+
+
+async def _keep_renewed(lease: Lease) -> None:
     while True:
-        await asyncio.sleep(_lease().total_seconds() / 3)
-        await ThreadLock.objects.filter(key=key, token=token).aupdate(expires_at=timezone.now() + _lease())
-
-
-@dataclass(frozen=True)
-class Acquired:
-    """A held lock; ``took_over`` says the previous holder died (its lease expired) mid-turn."""
-
-    took_over: bool
+        await asyncio.sleep(_lease_duration().total_seconds() / 3)
+        await _arenew(lease)
 
 
 @asynccontextmanager
-async def thread_lock(key: str, wait: float) -> AsyncIterator[Acquired]:
-    """Hold the thread's lock for the body; wait up to ``wait`` seconds, else ``ThreadBusy``."""
-    token = uuid.uuid4().hex
+async def thread_lock(
+    key: str, wait: float, on_acquire: Callable[[Lease], Any] | None = None
+) -> AsyncIterator[Lease]:
+    """Hold the thread's lock for the body; wait up to ``wait`` seconds, else ``ThreadBusy``.
+
+    ``on_acquire(lease)`` (synchronous) runs in the database call that took the lock; its
+    result is ``lease.value``. If it raises, the lock is released and the exception propagates
+    from the ``async with``. The lock is released when the body ends, unless the body did it.
+    """
+    lease = Lease(key)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     pause = 0.02
     try:
-        while (acquired := await _try_acquire(key, token)) is None:
+        while not await _try_acquire(lease, on_acquire):
             if loop.time() >= deadline:
                 raise ThreadBusy(key)
             await asyncio.sleep(pause)
@@ -86,15 +140,12 @@ async def thread_lock(key: str, wait: float) -> AsyncIterator[Acquired]:
     except asyncio.CancelledError:
         # Cancelled while a query that may take the lock was running: release what we may hold
         # (the release queues behind that query on the database thread).
-        await asyncio.shield(_release(key, token))
+        await asyncio.shield(_release(lease))
         raise
-    renewal = asyncio.create_task(_renew(key, token))
+    renewal = asyncio.create_task(_keep_renewed(lease))
     try:
-        yield acquired
+        yield lease
     finally:
         renewal.cancel()
-        await asyncio.shield(_release(key, token))
-
-
-async def _release(key: str, token: str) -> None:
-    await ThreadLock.objects.filter(key=key, token=token).aupdate(token=RELEASED, expires_at=timezone.now())
+        if not lease.released:
+            await asyncio.shield(_release(lease))

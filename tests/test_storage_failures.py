@@ -61,7 +61,7 @@ async def next_turn_works(communicator, conversation, text: str = "try again") -
 
 async def test_a_database_error_storing_the_users_message_is_reported_and_nothing_is_stored(room, monkeypatch, caplog):
     communicator, conversation = room
-    monkeypatch.setattr(DjangoChatMessageHistory, "astart_turn", failing_async)
+    monkeypatch.setattr(DjangoChatMessageHistory, "start_turn", failing)
 
     await communicator.send_json_to({"type": "user_message", "text": "will this be saved?"})
 
@@ -119,7 +119,7 @@ async def test_a_database_error_storing_the_reply_keeps_the_echoed_message_and_n
 
 async def test_a_database_error_reading_the_history_is_reported_and_nothing_is_stored(room, monkeypatch, caplog):
     communicator, conversation = room
-    monkeypatch.setattr(DjangoChatMessageHistory, "aget_messages", failing_async)
+    monkeypatch.setattr(DjangoChatMessageHistory, "messages", property(failing))
 
     await communicator.send_json_to({"type": "user_message", "text": "hello"})
 

@@ -116,3 +116,39 @@ def test_a_custom_token_counter_is_used(settings):
 
 def ten_tokens(message) -> int:
     return 10
+
+
+def test_a_history_rereads_its_window_without_decoding_the_messages_it_has_decoded(monkeypatch):
+    conversation = Conversation.objects.create()
+    store(conversation, HumanMessage(content="one"), AIMessage(content="two"))
+    history = DjangoChatMessageHistory(conversation=conversation, max_messages=3)
+    assert said(history.messages) == [("human", "one"), ("ai", "two")]
+
+    decoded = []
+    real_message = ConversationMessage.message
+    monkeypatch.setattr(ConversationMessage, "message", property(lambda row: decoded.append(row.pk) or real_message.fget(row)))
+    store(conversation, HumanMessage(content="three"), AIMessage(content="four"))
+    newest = list(ConversationMessage.objects.order_by("-pk").values_list("pk", flat=True)[:2])
+    assert said(history.messages) == [("human", "three"), ("ai", "four")]
+    assert sorted(decoded) == sorted(newest)  # "two" was remembered; "one" has left the window of 3
+    assert said(history.messages) == [("human", "three"), ("ai", "four")]
+    assert sorted(decoded) == sorted(newest)  # nothing new: nothing decoded
+
+
+def test_a_remembered_window_still_sees_deleted_and_finished_rows():
+    conversation = Conversation.objects.create()
+    store(conversation, HumanMessage(content="question"))
+    streaming = ConversationMessage.from_message(AIMessage(content="half"), conversation=conversation, status="streaming")
+    streaming.save()
+    history = DjangoChatMessageHistory(conversation=conversation, include_failed=True)
+    assert said(history.messages) == [("human", "question"), ("ai", "half")]
+
+    ConversationMessage.objects.filter(pk=streaming.pk).update(
+        content=ConversationMessage.from_message(AIMessage(content="whole answer")).content, status="complete"
+    )
+    assert said(history.messages) == [("human", "question"), ("ai", "whole answer")]  # a streaming row is reread
+
+    ConversationMessage.objects.filter(content__data__content="question").delete()
+    assert said(history.messages) == [("ai", "whole answer")]
+    history.clear()
+    assert history.messages == []

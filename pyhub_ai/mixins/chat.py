@@ -16,7 +16,7 @@ from ..conf import conf
 from ..display import message_object
 from ..history import DjangoChatMessageHistory, DuplicateMessage, Turn
 from ..llm import STARTER_FLAG
-from ..locks import ThreadBusy, thread_lock
+from ..locks import Lease, ThreadBusy, thread_lock
 from ..models import ConversationMessage
 from ..ratelimit import allow_turn
 from .protocol import FrameError
@@ -79,7 +79,7 @@ class ChatMixin:
         The starter message is stored hidden: it reaches the model, not the page.
         """
         first_message = self.get_llm_first_user_message()
-        if first_message and not await self.get_history().ahas_messages():
+        if first_message and not await self.history.ahas_messages():
             starter = HumanMessage(content=first_message, additional_kwargs={STARTER_FLAG: True})
             await self._launch_turn(self.run_turn(starter, visible=False))
 
@@ -129,38 +129,40 @@ class ChatMixin:
 
     async def run_turn(self, human_message: HumanMessage, *, visible: bool = True, idempotency_key: str = "") -> None:
         """Run one turn while holding the thread's lock, so turns from several tabs or workers
-        never interleave and each reply is built from a complete history."""
-        history = self.get_history()
+        never interleave and each reply is built from a complete history.
+
+        The database call that takes the lock also stores the human message
+        (``DjangoChatMessageHistory.start_turn``), and the one that stores the reply releases it.
+        """
+        history = self.history
+
+        def start(lease: Lease) -> Turn:  # runs in the database call that takes the lock
+            return history.start_turn(human_message, visible=visible, idempotency_key=idempotency_key, lease=lease)
+
+        lease = None
         try:
-            async with thread_lock(history.thread_key, wait=conf.TURN_LOCK_WAIT) as lock:
-                if lock.took_over:
-                    await history.amark_abandoned()
-                await self.run_locked_turn(history, human_message, visible=visible, idempotency_key=idempotency_key)
+            async with thread_lock(history.thread_key, wait=conf.TURN_LOCK_WAIT, on_acquire=start) as lease:
+                await self.run_locked_turn(history, lease.value, human_message, visible=visible)
         except ThreadBusy:
             await self.fail_reply("conversation_busy", gettext("This conversation is busy with another reply. Please try again."))
-        finally:
-            self._reply_open = False
-
-    async def run_locked_turn(
-        self, history: DjangoChatMessageHistory, human_message: HumanMessage, *, visible: bool, idempotency_key: str
-    ) -> None:
-        """Store ``human_message``, stream the reply to the client, store the reply."""
-        try:
-            previous_messages = await history.aget_messages()
-            turn = await history.astart_turn(human_message, visible=visible, idempotency_key=idempotency_key)
         except DuplicateMessage as duplicate:
             self._reply_open = False
             await self.send_frame("message", message=message_object(duplicate.existing), duplicate=True)
-            return
         except DatabaseError as exc:
+            if lease is not None:
+                raise  # the turn ran; releasing its lock failed (the lease expires)
             logger.exception("Could not store the user's message.")
             await self.fail_reply("storage_error", gettext("Your message could not be saved. Please try again."), detail=str(exc))
-            return
+        finally:
+            self._reply_open = False
+
+    async def run_locked_turn(self, history: DjangoChatMessageHistory, turn: Turn, human_message: HumanMessage, *, visible: bool) -> None:
+        """Stream the reply to the stored ``human_message`` to the client, then store the reply."""
         if visible:
             await self.send_turn_frame("message", message=message_object(turn.human))
         await self.send_turn_frame("stream_start", turn_id=str(turn.turn_id), message_id=turn.ai.pk)
 
-        prompt = self.get_llm_prompt_messages(previous_messages, human_message)
+        prompt = self.get_llm_prompt_messages(turn.previous_messages, human_message)
         self._streaming = True
         try:
             reply = await self.produce_reply(history, turn, prompt)
@@ -214,8 +216,8 @@ class ChatMixin:
 
         Tokens that arrive within ``PYHUB_AI_STREAM_DELTA_INTERVAL`` seconds of the last
         ``stream_delta`` wait for the next one (fewer frames: each costs the server more than a
-        token). The model may wait at most ``PYHUB_AI_LLM_TIMEOUT`` seconds for each token
-        (``TimeoutError`` otherwise); the text so far is saved every
+        token). The model may wait ``PYHUB_AI_LLM_TIMEOUT`` seconds (less at most a tenth) for
+        each token (``TimeoutError`` otherwise); the text so far is saved every
         ``PYHUB_AI_STREAM_SAVE_INTERVAL`` seconds, and ``_partial_reply`` gives the caller
         what came when the stream fails or is cancelled.
         """
@@ -224,12 +226,15 @@ class ChatMixin:
         self._chunks, self._texts = chunks, []
         turn_id = str(turn.turn_id)
         unsent: list[str] = []
-        delta_interval = conf.STREAM_DELTA_INTERVAL
-        last_save = last_delta = loop.time() - delta_interval
-        async with asyncio.timeout(conf.LLM_TIMEOUT) as deadline:
+        # Read once per reply: this loop runs for every token.
+        delta_interval, save_interval, timeout = conf.STREAM_DELTA_INTERVAL, conf.STREAM_SAVE_INTERVAL, conf.LLM_TIMEOUT
+        last_save = last_delta = deadline_moved = loop.time() - delta_interval
+        async with asyncio.timeout(timeout) as deadline:
             async for chunk in llm.astream(prompt):
                 now = loop.time()
-                deadline.reschedule(now + conf.LLM_TIMEOUT)
+                if now - deadline_moved >= timeout / 10:  # moving it for every token costs a timer per token
+                    deadline.reschedule(now + timeout)
+                    deadline_moved = now
                 chunks.append(chunk)
                 text = chunk.text
                 if text:
@@ -239,7 +244,7 @@ class ChatMixin:
                         last_delta = now
                         await self.send_turn_frame("stream_delta", turn_id=turn_id, text="".join(unsent))
                         unsent.clear()
-                if now - last_save >= conf.STREAM_SAVE_INTERVAL:
+                if now - last_save >= save_interval:
                     last_save = now
                     await history.asave_partial(turn, "".join(self._texts))
         if unsent:

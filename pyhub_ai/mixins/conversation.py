@@ -24,7 +24,8 @@ class ConversationMixin:
     ``check_access()`` (called by the consumer at connect and for every client frame) calls
     ``can_accept()``, then ``aget_conversation()`` (which calls ``get_conversation_pk()``),
     then ``can_access_conversation()``; the default ``can_*`` hooks ask the policies in
-    ``permission_classes``. ``get_history()`` then gives the thread's storage.
+    ``permission_classes``. ``get_history()`` then gives the thread's storage (``history``: the
+    connection's, built once).
     """
 
     scope: dict[str, Any]
@@ -34,6 +35,7 @@ class ConversationMixin:
     history_max_tokens: int | None = None
     _visitor_key: str | None = None
     _refused_by: BasePermission | None = None
+    _history: DjangoChatMessageHistory | None = None
 
     def get_user(self) -> Any:
         """The connected user (``AnonymousUser`` when the scope has none)."""
@@ -145,6 +147,14 @@ class ConversationMixin:
             include_failed=conf.HISTORY_INCLUDE_FAILED,
         )
 
+    @property
+    def history(self) -> DjangoChatMessageHistory:
+        """This connection's ``get_history()``, built once: it remembers the messages it has
+        decoded, so each turn decodes only the new ones."""
+        if self._history is None:
+            self._history = self.get_history()
+        return self._history
+
     async def aget_previous_messages(self) -> list:
         """The thread's stored messages that go into the next prompt, oldest first."""
-        return await self.get_history().aget_messages()
+        return await self.history.aget_messages()

@@ -34,7 +34,7 @@ class ThreadGroupMixin:
 
     def get_thread_group_name(self) -> str:
         """The group of the connected visitor's thread (ASCII, under channels' 100-character limit)."""
-        digest = hashlib.sha256(self.get_history().thread_key.encode()).hexdigest()[:40]
+        digest = hashlib.sha256(self.history.thread_key.encode()).hexdigest()[:40]
         return f"pyhub_ai.thread.{digest}"
 
     async def join_thread_group(self) -> None:

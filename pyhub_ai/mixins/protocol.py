@@ -151,6 +151,6 @@ class FrameProtocolMixin:
 
     async def send_history_page(self, before: int | None = None) -> list[ConversationMessage]:
         """Send one ``history`` frame (the latest page, or the page older than ``before``)."""
-        rows, has_more = await self.get_history().aget_page(before=before)
+        rows, has_more = await self.history.aget_page(before=before)
         await self.send_frame("history", messages=[message_object(row) for row in rows], has_more=has_more, before=before)
         return rows
