@@ -212,7 +212,8 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         )
         ai = ConversationMessage.from_message(AIMessage(content=""), turn_id=turn_id, status=Status.STREAMING, **thread)
         try:
-            ConversationMessage.objects.bulk_create([human, ai])  # one INSERT: both rows or neither
+            with transaction.atomic():  # in the caller's transaction, a savepoint: a duplicate leaves it usable
+                ConversationMessage.objects.bulk_create([human, ai])  # one INSERT: both rows or neither
         except IntegrityError:
             if not idempotency_key:
                 raise

@@ -67,13 +67,14 @@ async def is_locked(key: str) -> bool:
 
 def acquire(lease: Lease) -> bool:
     """Take the lock for ``lease`` if it is free or its holder's lease expired (sets
-    ``lease.took_over``); ``False`` if a live turn holds it. Synchronous, outside a transaction."""
+    ``lease.took_over``); ``False`` if a live turn holds it. Synchronous."""
     now = timezone.now()
     held = {"token": lease.token, "expires_at": now + _lease_duration()}
     if ThreadLock.objects.filter(key=lease.key, token=RELEASED).update(**held):
         return True
     try:
-        ThreadLock.objects.create(key=lease.key, **held)
+        with transaction.atomic():  # the thread's first turn; a savepoint in a transaction
+            ThreadLock.objects.create(key=lease.key, **held)
         return True
     except IntegrityError:
         expired = ThreadLock.objects.filter(key=lease.key, expires_at__lt=now).exclude(token=RELEASED)
@@ -89,15 +90,13 @@ def release(lease: Lease) -> None:
 
 
 def _acquire_then(lease: Lease, on_acquire: Callable[[Lease], Any] | None) -> bool:
-    """Acquire, then run ``on_acquire(lease)`` in the same call; if it raises, release first."""
-    if not acquire(lease):
-        return False
-    if on_acquire is not None:
-        try:
+    """Acquire, then run ``on_acquire(lease)``, in one transaction: if it raises, the lock was
+    never taken."""
+    with transaction.atomic():
+        if not acquire(lease):
+            return False
+        if on_acquire is not None:
             lease.value = on_acquire(lease)
-        except BaseException:
-            release(lease)
-            raise
     return True
 
 
@@ -123,9 +122,9 @@ async def thread_lock(
 ) -> AsyncIterator[Lease]:
     """Hold the thread's lock for the body; wait up to ``wait`` seconds, else ``ThreadBusy``.
 
-    ``on_acquire(lease)`` (synchronous) runs in the database call that took the lock; its
-    result is ``lease.value``. If it raises, the lock is released and the exception propagates
-    from the ``async with``. The lock is released when the body ends, unless the body did it.
+    ``on_acquire(lease)`` (synchronous) runs in the transaction that takes the lock; its
+    result is ``lease.value``. If it raises, nothing of that transaction is kept, and the
+    exception propagates from the ``async with``. The lock is released when the body ends, unless the body did it.
     """
     lease = Lease(key)
     loop = asyncio.get_running_loop()

@@ -81,6 +81,7 @@ async def queries_of_one_turn(user, conversation) -> list[str]:
 def shape(sql: str) -> str:
     """The query without its values, to compare turns on different threads."""
     sql = re.sub(r"'(?:[^']|'')*'", "?", sql)
+    sql = re.sub(r'"s\d+_x\d+"', "?", sql)  # savepoint names
     return re.sub(r"\b\d+\b", "?", sql)
 
 
