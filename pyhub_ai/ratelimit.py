@@ -21,17 +21,20 @@ def parse_rate(rate: str) -> tuple[int, int]:
     return int(match.group(1)), _PERIODS[match.group(2)[0]]
 
 
-async def allow_turn(identity: str) -> bool:
-    """Count one turn for ``identity``; ``False`` once its limit for the current window is used up."""
+def allow_turn(identity: str) -> bool:
+    """Count one turn for ``identity``; ``False`` once its limit for the current window is used up.
+
+    Synchronous: the chat consumer calls it in the database call that starts the turn.
+    """
     if not conf.RATE_LIMIT:
         return True
     limit, period = parse_rate(conf.RATE_LIMIT)
     key = f"pyhub_ai:turns:{identity}:{int(time.time() // period)}"
     cache = caches[conf.RATE_LIMIT_CACHE]
-    if await cache.aadd(key, 1, timeout=period + 1):
+    if cache.add(key, 1, timeout=period + 1):
         return True
     try:
-        return await cache.aincr(key) <= limit
+        return cache.incr(key) <= limit
     except ValueError:  # expired between add and incr
-        await cache.aset(key, 1, timeout=period + 1)
+        cache.set(key, 1, timeout=period + 1)
         return True

@@ -142,3 +142,44 @@ async def test_a_database_error_saving_the_streaming_reply_is_reported_as_storag
     assert frames[0]["type"] == "message"
     assert frames[-1]["code"] == "storage_error"
     assert DB_DETAIL not in json.dumps(frames) and DB_DETAIL in caplog.text
+
+
+async def test_a_prompt_hook_that_raises_ends_the_turn_with_llm_error_and_the_room_stays_usable(room, monkeypatch, caplog):
+    from pyhub_ai.mixins.llm import LLMMixin
+
+    communicator, conversation = room
+
+    def broken_prompt(*args, **kwargs):
+        raise KeyError("PROMPT-DETAIL")
+
+    monkeypatch.setattr(LLMMixin, "get_llm_prompt_messages", broken_prompt)
+
+    await communicator.send_json_to({"type": "user_message", "text": "hello"})
+
+    frames = await receive_until(communicator, "error")
+    assert [f["type"] for f in frames] == ["message", "stream_start", "error"]
+    assert frames[-1]["code"] == "llm_error" and "PROMPT-DETAIL" not in json.dumps(frames)
+    assert "PROMPT-DETAIL" in caplog.text
+    assert [(role, status, text) for _, role, status, text in await snapshot(conversation)] == [
+        ("human", "complete", "hello"), ("ai", "error", "")
+    ]
+    monkeypatch.undo()
+    await next_turn_works(communicator, conversation)
+
+
+async def test_an_unexpected_exception_in_a_turn_is_logged_and_answered_with_server_error(room, monkeypatch, caplog):
+    from pyhub_ai.consumers import BaseAgentChatConsumer
+
+    communicator, conversation = room
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("BUG-DETAIL")
+
+    monkeypatch.setattr(BaseAgentChatConsumer, "run_locked_turn", broken)
+    await communicator.send_json_to({"type": "user_message", "text": "hello"})
+
+    error = await communicator.receive_json_from(timeout=3)
+    assert error["type"] == "error" and error["code"] == "server_error" and "BUG-DETAIL" not in json.dumps(error)
+    assert "BUG-DETAIL" in caplog.text
+    monkeypatch.undo()
+    await next_turn_works(communicator, conversation)

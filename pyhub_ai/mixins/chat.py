@@ -58,9 +58,9 @@ class ChatMixin:
     async def start_turn(self, text: str, idempotency_key: str = "") -> None:
         if self.is_turn_running():
             raise FrameError("turn_in_progress", gettext("Please wait until the current reply is finished."))
-        if not await allow_turn(self.get_rate_limit_identity()):
-            raise FrameError("rate_limited", gettext("You are sending messages too fast. Please wait a moment."))
-        await self._launch_turn(self.run_turn(HumanMessage(content=text), idempotency_key=idempotency_key))
+        await self._launch_turn(
+            self.run_turn(HumanMessage(content=text), idempotency_key=idempotency_key, rate_limit_identity=self.get_rate_limit_identity())
+        )
 
     def get_rate_limit_identity(self) -> str:
         """Whose turns ``PYHUB_AI_RATE_LIMIT`` counts: the user, the anonymous session, or (with
@@ -127,16 +127,21 @@ class ChatMixin:
         self._reply_open = False
         await self.send_turn_frame("error", code=code, message=message, turn_id=str(turn.turn_id))
 
-    async def run_turn(self, human_message: HumanMessage, *, visible: bool = True, idempotency_key: str = "") -> None:
+    async def run_turn(
+        self, human_message: HumanMessage, *, visible: bool = True, idempotency_key: str = "", rate_limit_identity: str | None = None
+    ) -> None:
         """Run one turn while holding the thread's lock, so turns from several tabs or workers
         never interleave and each reply is built from a complete history.
 
-        The database call that takes the lock also stores the human message
-        (``DjangoChatMessageHistory.start_turn``), and the one that stores the reply releases it.
+        The database call that takes the lock also counts the turn for ``PYHUB_AI_RATE_LIMIT``
+        (as ``rate_limit_identity``'s, when given) and stores the human message
+        (``DjangoChatMessageHistory.start_turn``); the one that stores the reply releases it.
         """
         history = self.history
 
-        def start(lease: Lease) -> Turn:  # runs in the database call that takes the lock
+        def start(lease: Lease) -> Turn:  # runs in the transaction that takes the lock
+            if rate_limit_identity is not None and not allow_turn(rate_limit_identity):
+                raise FrameError("rate_limited", gettext("You are sending messages too fast. Please wait a moment."))
             return history.start_turn(human_message, visible=visible, idempotency_key=idempotency_key, lease=lease)
 
         lease = None
@@ -145,6 +150,8 @@ class ChatMixin:
                 await self.run_locked_turn(history, lease.value, human_message, visible=visible)
         except ThreadBusy:
             await self.fail_reply("conversation_busy", gettext("This conversation is busy with another reply. Please try again."))
+        except FrameError as refusal:  # nothing was stored
+            await self.fail_reply(refusal.code, refusal.message)
         except DuplicateMessage as duplicate:
             self._reply_open = False
             await self.send_frame("message", message=message_object(duplicate.existing), duplicate=True)
@@ -153,6 +160,10 @@ class ChatMixin:
                 raise  # the turn ran; releasing its lock failed (the lease expires)
             logger.exception("Could not store the user's message.")
             await self.fail_reply("storage_error", gettext("Your message could not be saved. Please try again."), detail=str(exc))
+        except Exception:
+            logger.exception("A turn failed.")
+            if self._reply_open:  # the client still waits for the end of this turn
+                await self.fail_reply("server_error", gettext("Something went wrong. Please try again."))
         finally:
             self._reply_open = False
 
@@ -162,9 +173,10 @@ class ChatMixin:
             await self.send_turn_frame("message", message=message_object(turn.human))
         await self.send_turn_frame("stream_start", turn_id=str(turn.turn_id), message_id=turn.ai.pk)
 
-        prompt = self.get_llm_prompt_messages(turn.previous_messages, human_message)
         self._streaming = True
+        self._chunks = ()  # nothing streamed yet: a failure before the stream stores an empty reply
         try:
+            prompt = self.get_llm_prompt_messages(turn.previous_messages, human_message)
             reply = await self.produce_reply(history, turn, prompt)
         except asyncio.CancelledError:
             await self._store_reply(history, turn, self._partial_reply, Status.INTERRUPTED)
