@@ -18,7 +18,6 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.messages import (
@@ -30,7 +29,7 @@ from langchain_core.messages import (
     message_chunk_to_message,
 )
 
-from . import codec, locks
+from . import codec, locks, statements
 from .conf import conf
 from .models import Conversation, ConversationMessage
 from .tokens import count_tokens
@@ -274,20 +273,22 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         two). A stored row no longer changes once it has left ``streaming``; rows still
         ``streaming`` are decoded on every read.
         """
-        queryset = self._window_queryset(conversation_id)
         if self._decoded:
-            newest_first = list(queryset.values_list("pk", "token_count"))
+            newest_first = statements.window_ids(
+                conversation_id, self.user_id, self.visitor_key, complete_only=not self.include_failed, limit=self.max_messages
+            )
             unread = [pk for pk, _ in newest_first if pk not in self._decoded]
-            rows = ConversationMessage.objects.filter(pk__in=unread).only("pk", "content", "status") if unread else ()
+            rows = statements.message_contents(unread) if unread else []
         else:
-            rows = list(queryset.only("pk", "content", "token_count", "status"))
-            newest_first = [(row.pk, row.token_count) for row in rows]
+            stored = self._window_queryset(conversation_id).values_list("pk", "token_count", "content", "status")
+            newest_first = [(pk, token_count) for pk, token_count, _, _ in stored]
+            rows = [(pk, content, status) for pk, _, content, status in stored]
         decoded = {pk: self._decoded[pk] for pk, _ in newest_first if pk in self._decoded}
         streaming = set()
-        for row in rows:
-            decoded[row.pk] = _decode_row(row)
-            if row.status == Status.STREAMING:
-                streaming.add(row.pk)
+        for pk, content, status in rows:
+            decoded[pk] = _decode_row(pk, content)
+            if status == Status.STREAMING:
+                streaming.add(pk)
         self._decoded = {pk: message for pk, message in decoded.items() if pk not in streaming}
         if self.max_tokens is not None:
             newest_first = _within_budget(newest_first, self.max_tokens)
@@ -337,12 +338,12 @@ def _within_budget(newest_first: list[tuple[int, int]], max_tokens: int) -> list
     return newest_first
 
 
-def _decode_row(row: ConversationMessage) -> BaseMessage | None:
-    """The row's message, or ``None`` (logged) when it cannot be read."""
+def _decode_row(pk: int, content: Any) -> BaseMessage | None:
+    """The message stored in row ``pk``, or ``None`` (logged) when it cannot be read."""
     try:
-        return row.message
+        return codec.decode(content)
     except codec.CodecError:
-        logger.warning("Skipping unreadable stored message #%s.", row.pk, exc_info=True)
+        logger.warning("Skipping unreadable stored message #%s.", pk, exc_info=True)
         return None
 
 
@@ -374,12 +375,13 @@ def _store_reply(
     ai_row.content, ai_row.status, ai_row.token_count = codec.encode(ai_message), status, count_tokens(ai_message)
     usage = ai_message.usage_metadata or {}
     with transaction.atomic():
-        ai_row.save(update_fields=["content", "status", "token_count"])
+        statements.update_message(ai_row.pk, content=ai_row.content, status=status, token_count=ai_row.token_count)
         if new_rows:
             ConversationMessage.objects.bulk_create(new_rows)
-        Conversation.objects.filter(pk=ai_row.conversation_id).update(
-            input_tokens=F("input_tokens") + usage.get("input_tokens", 0),
-            output_tokens=F("output_tokens") + usage.get("output_tokens", 0),
+        statements.add_conversation_activity(
+            ai_row.conversation_id,
+            input_tokens=usage.get("input_tokens", 0),
+            output_tokens=usage.get("output_tokens", 0),
             **_activity_fields(),
         )
         if release is not None:

@@ -25,6 +25,7 @@ from asgiref.sync import sync_to_async
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from . import statements
 from .conf import conf
 from .models import ThreadLock
 
@@ -70,7 +71,7 @@ def acquire(lease: Lease) -> bool:
     ``lease.took_over``); ``False`` if a live turn holds it. Synchronous."""
     now = timezone.now()
     held = {"token": lease.token, "expires_at": now + _lease_duration()}
-    if ThreadLock.objects.filter(key=lease.key, token=RELEASED).update(**held):
+    if statements.update_lock(lease.key, RELEASED, new_token=lease.token, expires_at=held["expires_at"]):
         return True
     try:
         with transaction.atomic():  # the thread's first turn; a savepoint in a transaction
@@ -85,7 +86,7 @@ def acquire(lease: Lease) -> bool:
 def release(lease: Lease) -> None:
     """Release the lock ``lease`` holds (nothing if another holder took it over). Synchronous;
     inside a transaction, ``lease.released`` is set once it commits."""
-    ThreadLock.objects.filter(key=lease.key, token=lease.token).update(token=RELEASED, expires_at=timezone.now())
+    statements.update_lock(lease.key, lease.token, new_token=RELEASED, expires_at=timezone.now())
     transaction.on_commit(lambda: setattr(lease, "released", True))
 
 
@@ -102,7 +103,7 @@ def _acquire_then(lease: Lease, on_acquire: Callable[[Lease], Any] | None) -> bo
 
 def renew(lease: Lease) -> None:
     """Extend the lease by another ``PYHUB_AI_TURN_LOCK_LEASE`` seconds. Synchronous."""
-    ThreadLock.objects.filter(key=lease.key, token=lease.token).update(expires_at=timezone.now() + _lease_duration())
+    statements.update_lock(lease.key, lease.token, new_token=lease.token, expires_at=timezone.now() + _lease_duration())
 
 
 _try_acquire = sync_to_async(_acquire_then)
