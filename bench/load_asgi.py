@@ -15,6 +15,8 @@ Two websocket routes, no HTTP:
   ``AsyncJsonWebsocketConsumer`` that sends the same frames (``welcome``, an empty ``history``,
   then per ``user_message``: ``message``, ``stream_start``, the same tokens at the same pace
   as ``stream_delta``, ``stream_end``) and stores nothing. What this stack can do at best.
+* ``ws/bench/bare-model/``: ``BareModelStreamConsumer``, the second baseline: the same, with the
+  tokens streamed by ``PacedFakeChatModel`` through LangChain's ``astream``.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.urls import path  # noqa: E402
 from langchain_core.language_models import BaseChatModel  # noqa: E402
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage  # noqa: E402
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage  # noqa: E402
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult  # noqa: E402
 
 from pyhub_ai.consumers import AgentChatConsumer  # noqa: E402
@@ -125,12 +127,35 @@ class BareStreamConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "stream_end", "turn_id": turn_id, "message": ai})
 
 
+class BareModelStreamConsumer(BareStreamConsumer):
+    """The second baseline: the bare consumer, but the tokens come from ``PacedFakeChatModel``
+    through LangChain's ``astream``, as in any consumer built on a LangChain model. What this
+    stack can do at best with the model in the loop; stores nothing."""
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if not isinstance(content, dict) or content.get("type") != "user_message" or not isinstance(content.get("text"), str):
+            await self.send_json({"type": "error", "code": "invalid_frame", "message": "Unknown message type."})
+            return
+        turn_id = str(uuid.uuid4())
+        human = {"id": 1, "role": "human", "text": content["text"], "status": "complete", "created_at": None, "turn_id": turn_id}
+        await self.send_json({"type": "message", "message": human})
+        await self.send_json({"type": "stream_start", "turn_id": turn_id, "message_id": 2})
+        texts = []
+        async for chunk in MODEL.astream([HumanMessage(content=content["text"])]):
+            if chunk.text:
+                texts.append(chunk.text)
+                await self.send_json({"type": "stream_delta", "turn_id": turn_id, "text": chunk.text})
+        ai = {"id": 2, "role": "ai", "text": "".join(texts), "status": "complete", "created_at": None, "turn_id": turn_id}
+        await self.send_json({"type": "stream_end", "turn_id": turn_id, "message": ai})
+
+
 application = ProtocolTypeRouter(
     {
         "websocket": URLRouter(
             [
                 path("ws/bench/chat/<int:conversation_pk>/", BenchChatConsumer.as_asgi()),
                 path("ws/bench/bare/", BareStreamConsumer.as_asgi()),
+                path("ws/bench/bare-model/", BareModelStreamConsumer.as_asgi()),
             ]
         ),
     }

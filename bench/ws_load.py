@@ -542,6 +542,10 @@ def count_messages(label: str) -> dict[str, int]:
     return {f"{row['role']}/{row['status']}": row["n"] for row in rows}
 
 
+#: The baselines' routes (bench/load_asgi.py): bare channels, and bare channels + the LangChain model.
+BASELINE_PATHS = {"bare": "ws/bench/bare/", "model": "ws/bench/bare-model/"}
+
+
 def run_one(run: dict, env: dict[str, str]) -> dict:
     """Seed, start daphne(s), drive, stop, count. Runs in the worker process."""
     from django.db import connection
@@ -554,8 +558,9 @@ def run_one(run: dict, env: dict[str, str]) -> dict:
         paths = [f"ws/bench/chat/{pk}/" for pk in pks]
         warm_paths = [f"ws/bench/chat/{pk}/" for pk in warm]
     else:
-        paths = ["ws/bench/bare/"] * n
-        warm_paths = ["ws/bench/bare/"] * run["processes"]
+        path = BASELINE_PATHS[run["consumer"]]
+        paths = [path] * n
+        warm_paths = [path] * run["processes"]
     connection.close()  # daphne writes; this process only reads afterwards
 
     servers = []
@@ -731,6 +736,7 @@ def plan(scenarios: list[str], turns: int, sqlite_sizes: list[int], profile_n: i
         for n in sqlite_sizes:
             runs.append({"name": f"sqlite-chat-{n}", "scenario": "a", "consumer": "chat", "n": n, "turns": turns, "processes": 1})
             runs.append({"name": f"sqlite-bare-{n}", "scenario": "a", "consumer": "bare", "n": n, "turns": turns, "processes": 1})
+            runs.append({"name": f"sqlite-model-{n}", "scenario": "a", "consumer": "model", "n": n, "turns": turns, "processes": 1})
         if profile_n and not py_spy_path():
             print("py-spy is not installed (`.venv/bin/pip install py-spy`): no profile run.", flush=True)
         elif profile_n:
@@ -783,7 +789,7 @@ def _failures_text(summary: dict) -> str:
 
 
 def _consumer_label(run: dict) -> str:
-    return "pyhub_ai" if run["consumer"] == "chat" else "baseline (bare)"
+    return {"chat": "pyhub_ai", "bare": "baseline (bare)", "model": "baseline (bare + LangChain model)"}[run["consumer"]]
 
 
 def render_turn_table(runs: list[dict]) -> list[str]:
@@ -872,11 +878,11 @@ def render_targets(all_runs: list[dict]) -> list[str]:
     return lines
 
 
-def _ratios(runs: list[dict]) -> list[tuple[int, float, float, float]]:
+def _ratios(runs: list[dict], baseline: str = "bare") -> list[tuple[int, float, float, float]]:
     out = []
     by = {(r["consumer"], r["n"]): r for r in runs if r.get("scenario") == "a"}
     for (consumer, n), run in sorted(by.items(), key=lambda kv: kv[0][1]):
-        bare = by.get(("bare", n))
+        bare = by.get((baseline, n))
         if consumer == "chat" and bare and bare["turns_per_s"]:
             out.append((n, run["turns_per_s"] / bare["turns_per_s"], run["turns_per_s"], bare["turns_per_s"]))
     return out
@@ -935,7 +941,9 @@ def render(groups: list[dict], command: str, elapsed: float, turns: int) -> str:
         f"T = {turns} turns each against `python -m daphne -e tcp:port=P:interface=127.0.0.1:backlog=2048 "
         f"bench.load_asgi:application`. The model is fake: {TOKENS} tokens, {PACE * 1000:.0f} ms apart "
         f"({MODEL_TIME * 1000:.0f} ms of model time per reply). The **baseline** is a bare channels "
-        "`AsyncJsonWebsocketConsumer` sending the same frames at the same pace and storing nothing. "
+        "`AsyncJsonWebsocketConsumer` sending the same frames at the same pace and storing nothing; the second "
+        "baseline (**bare + LangChain model**) is the same consumer with the tokens streamed by the same fake model "
+        "through LangChain's `astream`. "
         "The client (`websockets`, one asyncio process on the same machine) opens the N connections "
         f"ramped at {RAMP_RATE}/s, waits for `welcome` + `history`, measures daphne's RSS with all N idle, then every "
         f"connection waits a random 0–{MODEL_TIME:.0f} s and runs its turns back to back. "
@@ -956,6 +964,10 @@ def render(groups: list[dict], command: str, elapsed: float, turns: int) -> str:
             if ratios:
                 lines += ["", f"Ratio turns/s pyhub_ai ÷ baseline (target ≥ {TARGET_RATIO}):", ""]
                 lines += [f"- N = {n:,}: **{ratio:.2f}** ({ours:.1f} ÷ {bare:.1f})" for n, ratio, ours, bare in ratios]
+            model_ratios = _ratios(scenario, baseline="model")
+            if model_ratios:
+                lines += ["", "For comparison, pyhub_ai ÷ the bare consumer streaming the same model through LangChain (what any LangChain-based consumer pays; not the target):", ""]
+                lines += [f"- N = {n:,}: {ratio:.2f} ({ours:.1f} ÷ {bare:.1f})" for n, ratio, ours, bare in model_ratios]
     busy = [r for r in runs if r.get("cpu", {}).get("other_pct") is not None and r["cpu"]["other_pct"] > OTHER_CPU_WARNING]
     if busy:
         lines += [
