@@ -1,0 +1,64 @@
+"""The turn's plain-SQL statements (pyhub_ai.statements) read and write what the ORM would."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from langchain_core.messages import AIMessage, HumanMessage
+
+from pyhub_ai import codec, statements
+from pyhub_ai.models import Conversation, ConversationMessage, ThreadLock
+
+pytestmark = pytest.mark.django_db
+
+
+def test_update_lock_changes_only_the_row_held_by_the_given_token():
+    later = timezone.now() + timedelta(seconds=30)
+    ThreadLock.objects.create(key="1:2:", token="", expires_at=timezone.now())
+    assert not statements.update_lock("1:2:", "someone-else", new_token="mine", expires_at=later)
+    assert statements.update_lock("1:2:", "", new_token="mine", expires_at=later)
+    lock = ThreadLock.objects.get(key="1:2:")
+    assert (lock.token, lock.expires_at) == ("mine", later)
+    assert not statements.update_lock("1:3:", "", new_token="mine", expires_at=later)
+
+
+@pytest.mark.parametrize("complete_only, limit", [(True, 3), (False, 3), (True, None)])
+def test_window_ids_match_the_orm_for_users_and_anonymous_visitors(user_a, complete_only, limit):
+    conversation = Conversation.objects.create()
+    statuses = ["complete", "complete", "error", "complete", "streaming", "complete"]
+    for owner in ({"user": user_a}, {"visitor_key": "v" * 64}, {"visitor_key": "w" * 64}):
+        ConversationMessage.objects.bulk_create(
+            ConversationMessage.from_message(HumanMessage(content=f"m{i}"), conversation=conversation, status=status, **owner)
+            for i, status in enumerate(statuses)
+        )
+    for user_id, visitor_key in ((user_a.pk, ""), (None, "v" * 64)):
+        expected = ConversationMessage.objects.filter(conversation=conversation, user_id=user_id, visitor_key=visitor_key)
+        if complete_only:
+            expected = expected.filter(status="complete")
+        expected = list(expected.order_by("-pk").values_list("pk", "token_count"))[:limit]
+        got = statements.window_ids(conversation.pk, user_id, visitor_key, complete_only=complete_only, limit=limit)
+        assert got == expected and got
+
+
+def test_message_contents_and_update_message_round_trip_the_stored_json():
+    conversation = Conversation.objects.create()
+    row = ConversationMessage.from_message(AIMessage(content=""), conversation=conversation, status="streaming")
+    row.save()
+    reply = AIMessage(content="안녕 — {\"json\": true}", usage_metadata={"input_tokens": 1, "output_tokens": 2, "total_tokens": 3})
+    statements.update_message(row.pk, content=codec.encode(reply), status="complete", token_count=7)
+
+    [(pk, content, status)] = statements.message_contents([row.pk])
+    assert (pk, status, codec.decode(content)) == (row.pk, "complete", reply)
+    row.refresh_from_db()
+    assert (row.status, row.token_count, row.message) == ("complete", 7, reply)
+
+
+def test_add_conversation_activity_adds_usage_and_sets_the_times():
+    conversation = Conversation.objects.create(input_tokens=5, output_tokens=6)
+    now = timezone.now()
+    statements.add_conversation_activity(conversation.pk, input_tokens=1, output_tokens=2, updated_at=now)
+    statements.add_conversation_activity(conversation.pk, input_tokens=3, output_tokens=4, updated_at=now, expires_at=now + timedelta(days=1))
+    conversation.refresh_from_db()
+    assert (conversation.input_tokens, conversation.output_tokens) == (9, 12)
+    assert (conversation.updated_at, conversation.expires_at) == (now, now + timedelta(days=1))
