@@ -65,9 +65,13 @@ _redis_url = os.environ.get("PYHUB_AI_BENCH_LOAD_REDIS_URL", "")
 if _redis_url:
     # As mysite.settings does with REDIS_URL: the channel layer, and the cache the turn rate
     # limit counts in, shared by every worker process.
-    _host: object = _redis_url
-    if os.environ.get("PYHUB_AI_BENCH_LOAD_REDIS_MAX_CONNECTIONS"):  # experiments: the layer's pool size
-        _host = {"address": _redis_url, "max_connections": int(os.environ["PYHUB_AI_BENCH_LOAD_REDIS_MAX_CONNECTIONS"])}
+    # The host options of mysite.settings (no read timeout, a pool of 2,000); experiments can
+    # change the pool size.
+    _host = {
+        "address": _redis_url,
+        "socket_timeout": None,
+        "max_connections": int(os.environ.get("PYHUB_AI_BENCH_LOAD_REDIS_MAX_CONNECTIONS", "2000")),
+    }
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [_host]}}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _redis_url}}
 else:

@@ -210,14 +210,15 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
             human_message, turn_id=turn_id, visible=visible, idempotency_key=idempotency_key, **thread
         )
         ai = ConversationMessage.from_message(AIMessage(content=""), turn_id=turn_id, status=Status.STREAMING, **thread)
-        try:
-            with transaction.atomic():  # in the caller's transaction, a savepoint: a duplicate leaves it usable
-                ConversationMessage.objects.bulk_create([human, ai])  # one INSERT: both rows or neither
-        except IntegrityError:
-            if not idempotency_key:
-                raise
-            existing = self._thread_queryset(conversation_id).get(idempotency_key=idempotency_key)
-            raise DuplicateMessage(existing) from None
+        if not idempotency_key:
+            ConversationMessage.objects.bulk_create([human, ai])  # one INSERT: both rows or neither
+        else:
+            try:
+                with transaction.atomic():  # in a caller's transaction, a savepoint: a duplicate leaves it usable
+                    ConversationMessage.objects.bulk_create([human, ai])
+            except IntegrityError:
+                existing = self._thread_queryset(conversation_id).get(idempotency_key=idempotency_key)
+                raise DuplicateMessage(existing) from None
         return Turn(turn_id=turn_id, human=human, ai=ai, previous_messages=previous_messages, lease=lease)
 
     async def astart_turn(self, human_message: HumanMessage, *, visible: bool = True, idempotency_key: str = "") -> Turn:
@@ -271,7 +272,8 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         current window's only): once it has read the window, each later read fetches just the
         ids and token counts of the window, then the rows it has not decoded yet (a turn adds
         two). A stored row no longer changes once it has left ``streaming``; rows still
-        ``streaming`` are decoded on every read.
+        ``streaming`` are decoded on every read. Reads share the message objects: callers
+        must not modify them.
         """
         if self._decoded:
             newest_first = statements.window_ids(

@@ -70,16 +70,16 @@ def acquire(lease: Lease) -> bool:
     """Take the lock for ``lease`` if it is free or its holder's lease expired (sets
     ``lease.took_over``); ``False`` if a live turn holds it. Synchronous."""
     now = timezone.now()
-    held = {"token": lease.token, "expires_at": now + _lease_duration()}
-    if statements.update_lock(lease.key, RELEASED, new_token=lease.token, expires_at=held["expires_at"]):
+    expires_at = now + _lease_duration()
+    if statements.update_lock(lease.key, RELEASED, new_token=lease.token, expires_at=expires_at):
         return True
     try:
         with transaction.atomic():  # the thread's first turn; a savepoint in a transaction
-            ThreadLock.objects.create(key=lease.key, **held)
+            ThreadLock.objects.create(key=lease.key, token=lease.token, expires_at=expires_at)
         return True
     except IntegrityError:
         expired = ThreadLock.objects.filter(key=lease.key, expires_at__lt=now).exclude(token=RELEASED)
-        lease.took_over = bool(expired.update(**held))
+        lease.took_over = bool(expired.update(token=lease.token, expires_at=expires_at))
         return lease.took_over
 
 
@@ -125,7 +125,8 @@ async def thread_lock(
 
     ``on_acquire(lease)`` (synchronous) runs in the transaction that takes the lock; its
     result is ``lease.value``. If it raises, nothing of that transaction is kept, and the
-    exception propagates from the ``async with``. The lock is released when the body ends, unless the body did it.
+    exception propagates from the ``async with``. The lock is released when the body ends,
+    unless the body did it.
     """
     lease = Lease(key)
     loop = asyncio.get_running_loop()

@@ -156,8 +156,9 @@ class ChatMixin:
             self._reply_open = False
             await self.send_frame("message", message=message_object(duplicate.existing), duplicate=True)
         except DatabaseError as exc:
-            if lease is not None:
-                raise  # the turn ran; releasing its lock failed (the lease expires)
+            if lease is not None:  # the turn ran; only releasing its lock failed
+                logger.exception("Could not release the lock of a finished turn; it expires within %s s.", conf.TURN_LOCK_LEASE)
+                return
             logger.exception("Could not store the user's message.")
             await self.fail_reply("storage_error", gettext("Your message could not be saved. Please try again."), detail=str(exc))
         except Exception:
