@@ -2,11 +2,11 @@
 
 Building a statement with Django's ORM costs about 0.15 ms of Python here, more than SQLite
 takes to run it, and a turn runs several of them on the one database thread that every
-websocket of a process shares (bench/results/load.md). These are written out once per
-database connection instead: standard SQL on pyhub_ai's own tables, with the table and column
-names from the models' ``_meta`` quoted by the connection, values prepared by the model fields
-(``get_db_prep_save``) and read back by them (``from_db_value``), on the connection the ORM
-would use (``router.db_for_write``). Every other query goes through the ORM.
+websocket of a process shares (bench/results/load.md). These are written out by hand instead:
+standard SQL on pyhub_ai's own tables, with the table and column names from the models'
+``_meta`` quoted by the connection, values prepared by the model fields (``get_db_prep_save``)
+and read back by them (``from_db_value``), on the database the ORM would use (the router's
+``db_for_read`` / ``db_for_write``). Every other query goes through the ORM.
 
 All functions are synchronous: they run in the database calls of ``locks`` and ``history``.
 """
