@@ -45,17 +45,30 @@ class _Table:
         field = self.fields[name]
         return field.from_db_value(value, None, self.connection) if hasattr(field, "from_db_value") else value
 
+    def select(self, sql: str, params: Sequence[Any]) -> list[tuple]:
+        """Run a SELECT; its rows."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return [tuple(row) for row in cursor.fetchall()]
+
+    def update(self, sql: str, params: Sequence[Any]) -> int:
+        """Run an UPDATE; how many rows it changed."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount
+
 
 @cache
 def _table(model: type[Model], alias: str) -> _Table:
     return _Table(model, alias)
 
 
-def _update(table: _Table, sql: str, params: Sequence[Any]) -> int:
-    """Run an UPDATE; how many rows it changed."""
-    with table.connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
+def _for_read(model: type[Model]) -> _Table:
+    return _table(model, router.db_for_read(model))
+
+
+def _for_write(model: type[Model]) -> _Table:
+    return _table(model, router.db_for_write(model))
 
 
 # -- Thread locks (pyhub_ai.locks) -------------------------------------------------------------
@@ -64,18 +77,17 @@ def _update(table: _Table, sql: str, params: Sequence[Any]) -> int:
 def update_lock(key: str, token: str, *, new_token: str, expires_at: datetime) -> bool:
     """Give the lock row ``key`` that ``token`` holds to ``new_token`` until ``expires_at``
     (take a released lock, renew or release a held one); whether the row was there."""
-    t = _table(ThreadLock, router.db_for_write(ThreadLock))
+    t = _for_write(ThreadLock)
     c = t.column
     sql = f"UPDATE {t.name} SET {c['token']} = %s, {c['expires_at']} = %s WHERE {c['key']} = %s AND {c['token']} = %s"
-    return _update(t, sql, [new_token, t.prep("expires_at", expires_at), key, token]) > 0
+    return t.update(sql, [new_token, t.prep("expires_at", expires_at), key, token]) > 0
 
 
 # -- Messages (pyhub_ai.history) ----------------------------------------------------------------
 
 
 @cache
-def _window_sql(alias: str, *, anonymous: bool, complete_only: bool, limited: bool) -> str:
-    t = _table(ConversationMessage, alias)
+def _window_sql(t: _Table, *, anonymous: bool, complete_only: bool, limited: bool) -> str:
     c = t.column
     where = [f"{c['conversation']} = %s", f"{c['user']} IS NULL" if anonymous else f"{c['user']} = %s", f"{c['visitor_key']} = %s"]
     if complete_only:
@@ -88,39 +100,34 @@ def window_ids(
     conversation_id: Any, user_id: Any, visitor_key: str, *, complete_only: bool, limit: int | None
 ) -> list[tuple[int, int]]:
     """``(id, token_count)`` of a thread's newest rows (``complete`` ones only, if asked), newest first."""
-    alias = router.db_for_read(ConversationMessage)
-    sql = _window_sql(alias, anonymous=user_id is None, complete_only=complete_only, limited=limit is not None)
+    t = _for_read(ConversationMessage)
+    sql = _window_sql(t, anonymous=user_id is None, complete_only=complete_only, limited=limit is not None)
     params = [conversation_id, *([] if user_id is None else [user_id]), visitor_key]
     params += [ConversationMessage.Status.COMPLETE] if complete_only else []
     params += [limit] if limit is not None else []
-    with connections[alias].cursor() as cursor:
-        cursor.execute(sql, params)
-        return [tuple(row) for row in cursor.fetchall()]
+    return t.select(sql, params)
 
 
 def message_contents(ids: Sequence[int]) -> list[tuple[int, Any, str]]:
     """``(id, content, status)`` of the rows ``ids`` (the stored JSON, as the field reads it)."""
-    alias = router.db_for_read(ConversationMessage)
-    t = _table(ConversationMessage, alias)
+    t = _for_read(ConversationMessage)
     c = t.column
     placeholders = ", ".join(["%s"] * len(ids))
     sql = f"SELECT {c['id']}, {c['content']}, {c['status']} FROM {t.name} WHERE {c['id']} IN ({placeholders})"
-    with connections[alias].cursor() as cursor:
-        cursor.execute(sql, list(ids))
-        return [(pk, t.read("content", content), status) for pk, content, status in cursor.fetchall()]
+    return [(pk, t.read("content", content), status) for pk, content, status in t.select(sql, list(ids))]
 
 
 def update_message(pk: int, *, content: Any, status: str, token_count: int) -> None:
     """Store a reply's content, status and token count in its row."""
-    t = _table(ConversationMessage, router.db_for_write(ConversationMessage))
+    t = _for_write(ConversationMessage)
     c = t.column
     sql = f"UPDATE {t.name} SET {c['content']} = %s, {c['status']} = %s, {c['token_count']} = %s WHERE {c['id']} = %s"
-    _update(t, sql, [t.prep("content", content), status, token_count, pk])
+    t.update(sql, [t.prep("content", content), status, token_count, pk])
 
 
 def add_conversation_activity(pk: Any, *, input_tokens: int, output_tokens: int, updated_at: datetime, expires_at: datetime | None = None) -> None:
     """Add a reply's token usage to its conversation's totals and set its activity times."""
-    t = _table(Conversation, router.db_for_write(Conversation))
+    t = _for_write(Conversation)
     c = t.column
     sets = [
         f"{c['input_tokens']} = {c['input_tokens']} + %s",
@@ -131,4 +138,4 @@ def add_conversation_activity(pk: Any, *, input_tokens: int, output_tokens: int,
     if expires_at is not None:
         sets.append(f"{c['expires_at']} = %s")
         params.append(t.prep("expires_at", expires_at))
-    _update(t, f"UPDATE {t.name} SET {', '.join(sets)} WHERE {c['id']} = %s", [*params, pk])
+    t.update(f"UPDATE {t.name} SET {', '.join(sets)} WHERE {c['id']} = %s", [*params, pk])
