@@ -179,7 +179,9 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         """Save the reply streamed so far (still ``streaming``), so a crash loses at most the
         text since the last save."""
         turn.ai.content = codec.encode(AIMessage(content=text))
-        await sync_to_async(statements.update_message)(turn.ai.pk, content=turn.ai.content, status=Status.STREAMING, token_count=0)
+        await sync_to_async(statements.update_message)(
+            turn.ai.pk, content=turn.ai.content, status=Status.STREAMING, token_count=turn.ai.token_count
+        )
 
     async def ahas_messages(self) -> bool:
         """Whether this thread has any stored message at all (hidden ones included)."""
