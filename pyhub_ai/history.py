@@ -223,10 +223,6 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
                 raise DuplicateMessage(existing) from None
         return Turn(turn_id=turn_id, human=human, ai=ai, previous_messages=previous_messages, lease=lease)
 
-    async def astart_turn(self, human_message: HumanMessage, *, visible: bool = True, idempotency_key: str = "") -> Turn:
-        """``start_turn`` without a lock."""
-        return await sync_to_async(self.start_turn)(human_message, visible=visible, idempotency_key=idempotency_key)
-
     async def aadd_tool_step(self, turn: Turn, ai_message: AIMessage, tool_messages: Sequence[ToolMessage]) -> list[ConversationMessage]:
         """Store one finished tool-calling step of a turn, all at once: the AI message that
         called the tools (complete), their results, and a new ``streaming`` placeholder that
