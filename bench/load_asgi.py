@@ -120,11 +120,18 @@ class BareStreamConsumer(AsyncJsonWebsocketConsumer):
         human = {"id": 1, "role": "human", "text": content["text"], "status": "complete", "created_at": None, "turn_id": turn_id}
         await self.send_json({"type": "message", "message": human})
         await self.send_json({"type": "stream_start", "turn_id": turn_id, "message_id": 2})
-        for text in TOKEN_TEXTS:
-            await asyncio.sleep(PACE)
+        texts = []
+        async for text in self.tokens(content["text"]):
+            texts.append(text)
             await self.send_json({"type": "stream_delta", "turn_id": turn_id, "text": text})
-        ai = {"id": 2, "role": "ai", "text": REPLY, "status": "complete", "created_at": None, "turn_id": turn_id}
+        ai = {"id": 2, "role": "ai", "text": "".join(texts), "status": "complete", "created_at": None, "turn_id": turn_id}
         await self.send_json({"type": "stream_end", "turn_id": turn_id, "message": ai})
+
+    async def tokens(self, text: str) -> AsyncIterator[str]:
+        """The reply's tokens: ``TOKEN_TEXTS``, ``PACE`` seconds apart."""
+        for token in TOKEN_TEXTS:
+            await asyncio.sleep(PACE)
+            yield token
 
 
 class BareModelStreamConsumer(BareStreamConsumer):
@@ -132,21 +139,10 @@ class BareModelStreamConsumer(BareStreamConsumer):
     through LangChain's ``astream``, as in any consumer built on a LangChain model. What this
     stack can do at best with the model in the loop; stores nothing."""
 
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        if not isinstance(content, dict) or content.get("type") != "user_message" or not isinstance(content.get("text"), str):
-            await self.send_json({"type": "error", "code": "invalid_frame", "message": "Unknown message type."})
-            return
-        turn_id = str(uuid.uuid4())
-        human = {"id": 1, "role": "human", "text": content["text"], "status": "complete", "created_at": None, "turn_id": turn_id}
-        await self.send_json({"type": "message", "message": human})
-        await self.send_json({"type": "stream_start", "turn_id": turn_id, "message_id": 2})
-        texts = []
-        async for chunk in MODEL.astream([HumanMessage(content=content["text"])]):
+    async def tokens(self, text: str) -> AsyncIterator[str]:
+        async for chunk in MODEL.astream([HumanMessage(content=text)]):
             if chunk.text:
-                texts.append(chunk.text)
-                await self.send_json({"type": "stream_delta", "turn_id": turn_id, "text": chunk.text})
-        ai = {"id": 2, "role": "ai", "text": "".join(texts), "status": "complete", "created_at": None, "turn_id": turn_id}
-        await self.send_json({"type": "stream_end", "turn_id": turn_id, "message": ai})
+                yield chunk.text
 
 
 application = ProtocolTypeRouter(
