@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -271,6 +272,21 @@ def _postgres_admin(url: str):
     )
 
 
+def create_throwaway_database(url: str, kind: str = "") -> tuple[str, Callable[[], None]]:
+    """A database of its own on the PostgreSQL server at ``url``, so that existing data is never
+    touched; returns its name and the function that drops it. Used by both benchmarks."""
+    config, admin = _postgres_admin(url)
+    name = f"{config.get('NAME') or 'pyhub_ai'}{kind}_{os.getpid()}"
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    admin.execute(f'CREATE DATABASE "{name}"')
+
+    def drop_database() -> None:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+    return name, drop_database
+
+
 def _run_database(db: str, sizes: list[int], turns: int, warmup: int) -> dict:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings", "PYHUB_AI_BENCH_DB": db, "PYTHONPATH": str(ROOT)}
     cleanup = []
@@ -293,17 +309,8 @@ def _run_database(db: str, sizes: list[int], turns: int, warmup: int) -> dict:
                 "PYHUB_AI_BENCH_POSTGRES_URL is not set: run `make bench` (it starts a throwaway "
                 "PostgreSQL), set it to a server, or pass --db sqlite."
             )
-        config, admin = _postgres_admin(url)
-        # A database of its own on that server, dropped afterwards: existing data is never touched.
-        name = f"{config.get('NAME') or 'pyhub_ai'}_{os.getpid()}"
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.execute(f'CREATE DATABASE "{name}"')
+        name, drop_database = create_throwaway_database(url)
         env["PYHUB_AI_BENCH_POSTGRES_NAME"] = name
-
-        def drop_database() -> None:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.close()
-
         cleanup.append(drop_database)
     try:
         with tempfile.NamedTemporaryFile("r", suffix=".json") as output:

@@ -693,7 +693,7 @@ def _run_group(group: str, runs: list[dict], deadline: float) -> dict:
         remove_files()
         cleanup.append(remove_files)
     else:
-        from bench.history_scaling import _postgres_admin
+        from bench.history_scaling import create_throwaway_database
 
         url = os.environ.get("PYHUB_AI_BENCH_POSTGRES_URL")
         redis_url = os.environ.get("PYHUB_AI_BENCH_REDIS_URL")
@@ -702,18 +702,10 @@ def _run_group(group: str, runs: list[dict], deadline: float) -> dict:
                 "PYHUB_AI_BENCH_POSTGRES_URL and PYHUB_AI_BENCH_REDIS_URL must be set for the PostgreSQL + Redis "
                 "scenarios: run `make bench` (it starts throwaway servers), or pass --load-scenarios sqlite."
             )
-        config, admin = _postgres_admin(url)
-        name = f"{config.get('NAME') or 'pyhub_ai'}_load_{os.getpid()}"
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.execute(f'CREATE DATABASE "{name}"')
+        name, drop_database = create_throwaway_database(url, "_load")
         env["PYHUB_AI_BENCH_LOAD_DB"] = "postgres"
         env["PYHUB_AI_BENCH_LOAD_POSTGRES_NAME"] = name
         env["PYHUB_AI_BENCH_LOAD_REDIS_URL"] = redis_url
-
-        def drop_database() -> None:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.close()
-
         cleanup.append(drop_database)
     try:
         with tempfile.NamedTemporaryFile("r", suffix=".json") as output, tempfile.NamedTemporaryFile("w", suffix=".json") as spec:
