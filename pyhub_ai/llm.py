@@ -84,10 +84,16 @@ def get_chat_model(
         api_key = api_key or conf.OPENAI_API_KEY
         base_url = base_url or conf.OPENAI_BASE_URL
         if not (api_key or base_url):
-            logger.warning("No OPENAI_API_KEY or OPENAI_BASE_URL is configured: the offline demo model answers.")
+            _warn_offline_once()
             return _offline_model(conf.OFFLINE_MODEL_DELAY)
         return _openai_model(name, temperature, api_key or NO_KEY_PLACEHOLDER, base_url or None)
     return _optional_provider_model(provider, name, temperature)
+
+
+@lru_cache(maxsize=1)
+def _warn_offline_once() -> None:
+    """Log, once per process (not once per turn), that the offline model stands in for OpenAI."""
+    logger.warning("No OPENAI_API_KEY or OPENAI_BASE_URL is configured: the offline demo model answers.")
 
 
 @lru_cache(maxsize=64)

@@ -208,3 +208,18 @@ def test_fill_template_leaves_json_examples_as_they_are():
     template = 'Answer as JSON, like {"a": 1}.'
 
     assert fill_template(template, {"a": "oops"}) == template
+
+
+def test_the_no_key_warning_is_logged_once_per_process_not_per_turn(settings, monkeypatch, caplog):
+    from pyhub_ai import llm
+
+    settings.OPENAI_API_KEY = ""
+    settings.OPENAI_BASE_URL = ""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    llm._warn_offline_once.cache_clear()
+    with caplog.at_level("WARNING", logger="pyhub_ai.llm"):
+        for _ in range(3):
+            llm.get_chat_model("openai:gpt-4o-mini")
+    warnings = [record for record in caplog.records if "offline demo model answers" in record.getMessage()]
+    assert len(warnings) == 1
