@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP through Django, websockets through the example app's routes."""
+"""ASGI entry point: HTTP through Django, websockets through the example app's and pyhub_ai's routes."""
 from __future__ import annotations
 
 import os
@@ -18,11 +18,12 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app regi
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+import pyhub_ai.routing  # noqa: E402
 from example.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns + pyhub_ai.routing.websocket_urlpatterns))),
     }
 )

@@ -124,7 +124,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # propagate False: daphne gives the root logger a handler too, which printed every line twice.
     "loggers": {
-        "pyhub_ai": {"handlers": ["console"], "level": env.str("PYHUB_AI_LOG_LEVEL", default="INFO")},
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "pyhub_ai": {"handlers": ["console"], "level": env.str("PYHUB_AI_LOG_LEVEL", default="INFO"), "propagate": False},
     },
 }

@@ -1,4 +1,4 @@
-"""URLs of the demo project: the admin, sign in/out and the example app."""
+"""URLs of the demo project: the admin, sign in/out, the example app and pyhub_ai's ready-made pages."""
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
@@ -13,6 +13,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("example/", include("example.urls")),
+    path("chat/", include("pyhub_ai.urls")),
 ]
 
 if settings.SERVE_STATIC_FILES:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.utils.module_loading import import_string
@@ -11,6 +12,8 @@ from django.utils.module_loading import import_string
 from .conf import NUMERIC_SETTINGS, OPTIONAL_NUMERIC_SETTINGS, conf
 from .llm import has_llm_credentials
 from .ratelimit import parse_rate
+
+WHITENOISE_MIDDLEWARE = "whitenoise.middleware.WhiteNoiseMiddleware"
 
 
 @register(Tags.compatibility)
@@ -36,25 +39,129 @@ def check_numeric_settings(app_configs: Any = None, **kwargs: Any) -> list[Error
     return errors
 
 
+def serves_websocket_chat() -> bool:
+    """Whether this project serves pyhub_ai's websocket chat, or only uses its models and
+    ``DjangoChatMessageHistory`` (a WSGI site, a script, a worker): the checks about ASGI,
+    channel layers, static files under daphne and the model's key apply to the first only."""
+    return bool(
+        getattr(settings, "ASGI_APPLICATION", None)
+        or apps.is_installed("daphne")
+        or apps.is_installed("channels")
+        or getattr(settings, "CHANNEL_LAYERS", None)
+    )
+
+
 @register(Tags.compatibility)
-def check_asgi_application(app_configs: Any = None, **kwargs: Any) -> list[Error]:
-    """pyhub_ai.E002: the chat consumers need an ASGI server and ``ASGI_APPLICATION``."""
-    if getattr(settings, "ASGI_APPLICATION", None):
+def check_asgi_application(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    """pyhub_ai.W002: daphne or channels is installed, but no ``ASGI_APPLICATION`` serves them."""
+    if getattr(settings, "ASGI_APPLICATION", None) or not serves_websocket_chat():
         return []
     return [
-        Error(
-            "ASGI_APPLICATION is not set, so no websocket consumer can be served.",
-            hint="Set ASGI_APPLICATION = 'yourproject.asgi.application' and route the consumers "
-            "in asgi.py (see the pyhub_ai README).",
-            id="pyhub_ai.E002",
+        Warning(
+            "ASGI_APPLICATION is not set, so no websocket chat can be served.",
+            hint="Set ASGI_APPLICATION = 'yourproject.asgi.application' and route the consumers in "
+            "asgi.py (see the pyhub_ai README). A project that only uses the models and "
+            "DjangoChatMessageHistory needs neither daphne nor channels in INSTALLED_APPS.",
+            id="pyhub_ai.W002",
         )
     ]
 
 
 @register(Tags.compatibility)
+def check_channel_layers(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    """pyhub_ai.W003: no ``CHANNEL_LAYERS``, so tabs of a thread do not see each other's turns.
+
+    pyhub_ai.W004: the in-memory channel layer outside ``DEBUG``: it reaches one process only.
+    """
+    if not serves_websocket_chat():
+        return []
+    layers = getattr(settings, "CHANNEL_LAYERS", None) or {}
+    backend = layers.get("default", {}).get("BACKEND", "")
+    if not backend:
+        return [
+            Warning(
+                "CHANNEL_LAYERS has no 'default' layer: the chat works, but a second tab of a "
+                "conversation does not see the first tab's turns live.",
+                hint="For one process: CHANNEL_LAYERS = {'default': {'BACKEND': "
+                "'channels.layers.InMemoryChannelLayer'}}. For several daphne processes: "
+                "pip install 'pyhub_ai[redis]' and use 'channels_redis.core.RedisChannelLayer'.",
+                id="pyhub_ai.W003",
+            )
+        ]
+    if backend == "channels.layers.InMemoryChannelLayer" and not settings.DEBUG:
+        return [
+            Warning(
+                "The in-memory channel layer reaches one process only: with several daphne "
+                "processes, tabs served by different processes do not see each other's turns.",
+                hint="pip install 'pyhub_ai[redis]' and set CHANNEL_LAYERS to "
+                "'channels_redis.core.RedisChannelLayer' (see docs/deployment.md), or silence "
+                "pyhub_ai.W004 if the site runs a single process.",
+                id="pyhub_ai.W004",
+            )
+        ]
+    return []
+
+
+@register(Tags.compatibility)
+def check_static_files_under_daphne(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    """pyhub_ai.W005: nothing serves the chat page's CSS and JavaScript under daphne.
+
+    ``runserver`` serves static files in ``DEBUG``; daphne, uvicorn and the like serve none. Passes
+    with WhiteNoise's middleware, with an ASGI application wrapped in Django's
+    ``ASGIStaticFilesHandler``, or outside ``DEBUG`` with a ``STATIC_ROOT`` (collectstatic's
+    output, served by the web server).
+    """
+    if not serves_websocket_chat() or not apps.is_installed("django.contrib.staticfiles"):
+        return []
+    if WHITENOISE_MIDDLEWARE in settings.MIDDLEWARE or (not settings.DEBUG and getattr(settings, "STATIC_ROOT", None)):
+        return []
+    if asgi_application_serves_static_files():
+        return []
+    return [
+        Warning(
+            "Nothing serves static files under daphne: the chat page would load without its "
+            "CSS and JavaScript (runserver serves them in DEBUG, daphne does not).",
+            hint=f"Add '{WHITENOISE_MIDDLEWARE}' to MIDDLEWARE right after SecurityMiddleware "
+            "(pyhub_ai installs WhiteNoise), or set STATIC_ROOT, run collectstatic and serve it "
+            "from your web server with DEBUG = False.",
+            id="pyhub_ai.W005",
+        )
+    ]
+
+
+def asgi_application_serves_static_files() -> bool:
+    """Whether ``ASGI_APPLICATION`` wraps Django's ``ASGIStaticFilesHandler`` somewhere.
+
+    Follows the usual wrappers (channels' routers and middleware keep the inner application as
+    ``application_mapping``, ``application`` or ``inner``). An application that cannot be
+    imported is left to the error it raises when served.
+    """
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+    path = getattr(settings, "ASGI_APPLICATION", None)
+    if not path:
+        return False
+    try:
+        pending = [import_string(path)]
+    except Exception:  # noqa: BLE001  (reported when the server imports it)
+        return True
+    seen: set[int] = set()
+    while pending:
+        app = pending.pop()
+        if id(app) in seen:
+            continue
+        seen.add(id(app))
+        if isinstance(app, ASGIStaticFilesHandler):
+            return True
+        pending.extend(getattr(app, "application_mapping", {}).values())
+        pending.extend(inner for name in ("application", "inner", "app") if (inner := getattr(app, name, None)) is not None)
+    return False
+
+
+@register(Tags.compatibility)
 def check_llm_credentials(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
     """pyhub_ai.W001: no LLM credentials, so the offline demo model will answer."""
-    if has_llm_credentials():
+    if has_llm_credentials() or not serves_websocket_chat():
         return []
     return [
         Warning(

@@ -116,6 +116,21 @@ class Settings:
         return getattr(settings, "PYHUB_AI_TOOL_TIMEOUT", 30)
 
     @property
+    def CHAT_CONSUMER(self) -> str:
+        """Dotted path of the consumer that ``pyhub_ai.routing`` serves (the ready-made chat)."""
+        return getattr(settings, "PYHUB_AI_CHAT_CONSUMER", "pyhub_ai.consumers.ChatConsumer")
+
+    @property
+    def LLM_MODEL(self) -> str:
+        """The model of the ready-made ``ChatConsumer``: an ``LLMModel`` value or ``"provider:model"``."""
+        return getattr(settings, "PYHUB_AI_LLM_MODEL", "openai:gpt-4o-mini")
+
+    @property
+    def LLM_SYSTEM_PROMPT(self) -> str:
+        """The system prompt of the ready-made ``ChatConsumer``."""
+        return getattr(settings, "PYHUB_AI_LLM_SYSTEM_PROMPT", "You are a helpful assistant.")
+
+    @property
     def OFFLINE_MODEL_DELAY(self) -> float:
         """Seconds the offline demo model waits between streamed words (0 in tests)."""
         return getattr(settings, "PYHUB_AI_OFFLINE_MODEL_DELAY", 0.03)

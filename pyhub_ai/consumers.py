@@ -13,6 +13,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.utils import translation
 from django.utils.translation import gettext
 
+from .conf import conf
 from .mixins import AgentMixin, ChatMixin, ConversationMixin, FrameProtocolMixin, LLMMixin, ThreadGroupMixin
 from .mixins.data import DataAnalystMixin
 from .mixins.protocol import CLOSE_TOO_MANY_FRAMES, FrameError
@@ -131,6 +132,21 @@ class AgentChatConsumer(BaseAgentChatConsumer):
     then route it under a URL with a ``conversation_pk`` kwarg. ``can_accept()`` lets in
     signed-in users by default.
     """
+
+
+class ChatConsumer(AgentChatConsumer):
+    """The ready-made chat that ``pyhub_ai.routing`` serves by default (``PYHUB_AI_CHAT_CONSUMER``).
+
+    Its model and system prompt come from the ``PYHUB_AI_LLM_MODEL`` and
+    ``PYHUB_AI_LLM_SYSTEM_PROMPT`` settings; to change more, subclass ``AgentChatConsumer`` and
+    name your class in ``PYHUB_AI_CHAT_CONSUMER``.
+    """
+
+    def get_llm_model(self) -> str:
+        return self.llm_model or conf.LLM_MODEL
+
+    def get_llm_system_prompt_template(self) -> str:
+        return self.llm_system_prompt_template or conf.LLM_SYSTEM_PROMPT
 
 
 class DataAnalystChatConsumer(DataAnalystMixin, AgentChatConsumer):
