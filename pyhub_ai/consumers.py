@@ -53,7 +53,7 @@ class BaseAgentChatConsumer(
         4403) to the page; nothing else is sent or read before the checks pass.
         """
         await self.accept()
-        refusal = await self.check_access()
+        refusal = await self.check_access(recheck_session=False)
         if refusal is not None:
             await self.close(refusal)
             return
@@ -109,9 +109,21 @@ class BaseAgentChatConsumer(
         await self.close(code)
 
     async def pyhub_ai_frame(self, event: dict[str, Any]) -> None:
-        """A turn frame from another connection of the same thread (see ``ThreadGroupMixin``)."""
-        if event["sender"] != self.channel_name:
-            await self.send_json(event["frame"])
+        """A turn frame from another connection of the same thread (see ``ThreadGroupMixin``).
+
+        Access is checked again before each one but the streamed text (``stream_delta``): a tab
+        whose user signed out, or lost the conversation, since it last sent a frame is closed
+        before it shows the thread's next turn.
+        """
+        if event["sender"] == self.channel_name or self.closing:
+            return
+        frame = event["frame"]
+        if frame["type"] != "stream_delta":
+            refusal = await self.check_access()
+            if refusal is not None:
+                await self.refuse(refusal)
+                return
+        await self.send_json(frame)
 
     async def pyhub_ai_presence(self, event: dict[str, Any]) -> None:
         """Another connection of the same thread joined or left (see ``ThreadGroupMixin``)."""

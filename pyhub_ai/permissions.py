@@ -1,9 +1,9 @@
 """Who may use a chat consumer and its conversation: policy classes, as in Django REST framework.
 
 A consumer lists them in ``permission_classes``. At connect, and again for every frame the
-client sends, ``has_permission()`` decides whether the visitor may use the consumer at all
-and ``has_conversation_permission()`` whether they may read and write this conversation
-(fetched afresh for each frame). All must allow; the first refusal closes the socket with 4401
+client sends (after ``ConversationMixin.has_current_session()``), ``has_permission()``
+decides whether the visitor may use the consumer at all and ``has_conversation_permission()``
+whether they may read and write this conversation (fetched afresh for each frame). All must allow; the first refusal closes the socket with 4401
 (anonymous visitor) or 4403 (the same code for "not yours" and "no such conversation").
 """
 from __future__ import annotations
@@ -32,18 +32,14 @@ class AllowAny(BasePermission):
 
 
 class IsAuthenticated(BasePermission):
-    """Signed-in users whose session is still alive (signing out elsewhere ends the chat too)."""
+    """Signed-in users. (Whether their session still signs them in — after signing out
+    elsewhere, a password change — is checked for every consumer, whatever its permissions,
+    by ``ConversationMixin.has_current_session()``.)"""
 
     close_code = 4401
 
     async def has_permission(self, consumer: Any) -> bool:
-        if not consumer.get_user().is_authenticated:
-            return False
-        session = consumer.scope.get("session")
-        session_key = getattr(session, "session_key", None)
-        if not session_key or type(session).__module__.endswith("signed_cookies"):
-            return True  # no server-side session to outlive (a token middleware, signed cookies)
-        return await session.aexists(session_key)
+        return consumer.get_user().is_authenticated
 
 
 class IsConversationParticipant(BasePermission):

@@ -14,27 +14,22 @@ elsewhere, without those servers they are skipped, except on CI (``CI=true``), w
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from importlib import import_module
-from typing import Any
 
 import pytest
 from django.conf import settings
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.utils import timezone
-from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from example.models import LLMChatRoom
 from pyhub_ai.locks import is_locked, thread_key
 from pyhub_ai.models import ConversationMessage, ThreadLock
 from tests.live_server import LiveServer, run_daphnes
+from tests.ws_client import FRAME_TIMEOUT, Client, signed_in_cookie
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.django_db(transaction=True)]
 
@@ -49,8 +44,6 @@ SERVER_ENV = {
     "PYHUB_AI_STREAM_SAVE_INTERVAL": "0.2",
     "PYHUB_AI_TURN_LOCK_LEASE": str(LEASE),
 }
-#: Longest wait for one frame, or for a connection to open or drop.
-FRAME_TIMEOUT = 10.0
 #: Longest wait for the turn lock of a killed process to expire.
 LEASE_TIMEOUT = LEASE + 5
 #: ``stream_delta`` frames the client receives before the server is killed (several saves).
@@ -107,69 +100,12 @@ def user(django_user_model):
 @pytest.fixture
 def session_cookie(user) -> str:
     """A ``Cookie`` header of a signed-in session of ``user`` (what the login view stores)."""
-    session = import_module(settings.SESSION_ENGINE).SessionStore()
-    session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-    session.create()
-    return f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
+    return signed_in_cookie(user)
 
 
 @pytest.fixture
 def room() -> LLMChatRoom:
     return LLMChatRoom.objects.create()  # its hook creates the (owner-less) conversation
-
-
-# ---- a websocket client -------------------------------------------------------------------------
-
-
-class Client:
-    """One tab: a websocket to one server, reading JSON frames with bounded waits."""
-
-    def __init__(self, ws: ClientConnection, name: str) -> None:
-        self.ws = ws
-        self.name = name
-
-    @classmethod
-    async def open(cls, server: LiveServer, conversation_pk: int, cookie: str, name: str) -> tuple[Client, list[dict]]:
-        """Connect; return the client and its history page (after checking ``welcome``)."""
-        ws = await connect(
-            f"{server.ws_url}/ws/example/chat/{conversation_pk}/",
-            origin=server.url,  # AllowedHostsOriginValidator: 127.0.0.1 is in ALLOWED_HOSTS
-            additional_headers={"Cookie": cookie},
-            proxy=None,
-            open_timeout=FRAME_TIMEOUT,
-            close_timeout=2,
-        )
-        client = cls(ws, name)
-        welcome = await client.recv()
-        assert welcome["type"] == "welcome", welcome
-        assert welcome["conversation"] == str(conversation_pk)
-        history = await client.recv()
-        assert history["type"] == "history", history
-        return client, history["messages"]
-
-    async def recv(self, timeout: float = FRAME_TIMEOUT) -> dict[str, Any]:
-        try:
-            raw = await asyncio.wait_for(self.ws.recv(), timeout)
-        except TimeoutError:
-            raise AssertionError(f"{self.name}: no frame within {timeout} s") from None
-        return json.loads(raw)
-
-    async def until(self, frame_type: str, timeout: float = FRAME_TIMEOUT) -> list[dict[str, Any]]:
-        """The frames received up to and including the first one of ``frame_type``."""
-        frames = []
-        while True:
-            frames.append(await self.recv(timeout))
-            if frames[-1]["type"] == frame_type:
-                return frames
-            assert frames[-1]["type"] != "error", f"{self.name}: {frames[-1]}"
-
-    async def send_message(self, text: str) -> None:
-        await self.ws.send(json.dumps({"type": "user_message", "text": text, "idempotency_key": uuid.uuid4().hex}))
-
-    async def close(self) -> None:
-        await self.ws.close()
 
 
 def types(frames: list[dict]) -> list[str]:

@@ -12,6 +12,7 @@ from ..conf import conf
 from ..history import DjangoChatMessageHistory
 from ..models import Conversation
 from ..permissions import BasePermission, IsAuthenticated, IsConversationParticipant
+from ..sessions import is_session_current
 from .protocol import CLOSE_FORBIDDEN, CLOSE_NOT_SIGNED_IN
 
 #: URL route kwargs searched by ``get_conversation_pk()``, in order.
@@ -21,8 +22,9 @@ CONVERSATION_PK_KWARGS = ("conversation_pk", "conversation_id", "pk", "id")
 class ConversationMixin:
     """Finds the conversation of a connection and decides who may use it.
 
-    ``check_access()`` (called by the consumer at connect and for every client frame) calls
-    ``can_accept()``, then ``aget_conversation()`` (which calls ``get_conversation_pk()``),
+    ``check_access()`` (called by the consumer at connect, for every client frame and for the
+    turn frames relayed from other tabs) calls ``has_current_session()`` (not at connect),
+    then ``can_accept()``, then ``aget_conversation()`` (which calls ``get_conversation_pk()``),
     then ``can_access_conversation()``; the default ``can_*`` hooks ask the policies in
     ``permission_classes``. ``get_history()`` then gives the thread's storage (``history``: the
     connection's, built once).
@@ -58,10 +60,25 @@ class ConversationMixin:
                 return False
         return True
 
-    async def check_access(self) -> int | None:
+    async def has_current_session(self) -> bool:
+        """Whether a signed-in visitor's session still signs them in (``pyhub_ai.sessions``):
+        not signed out, password unchanged, still active. Always ``True`` for anonymous visitors.
+
+        Called by ``check_access()`` before ``can_accept()``, so a consumer whose
+        ``can_accept()`` returns ``True`` stops acting as a user who signed out too.
+        """
+        return await is_session_current(self.scope)
+
+    async def check_access(self, *, recheck_session: bool = True) -> int | None:
         """Run the access hooks; return the close code of a refusal, or ``None`` (and set
-        ``self.conversation``) when the visitor may use the conversation."""
+        ``self.conversation``) when the visitor may use the conversation.
+
+        ``recheck_session=False`` skips ``has_current_session()``: the consumer passes it at
+        connect, where the auth middleware has just read the session.
+        """
         self._refused_by = None
+        if recheck_session and not await self.has_current_session():
+            return CLOSE_NOT_SIGNED_IN
         if not await self.can_accept():
             if self._refused_by is not None:
                 return self._refused_by.close_code
