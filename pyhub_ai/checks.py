@@ -231,3 +231,19 @@ def check_rate_limit(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 )
             )
     return errors
+
+
+@register(Tags.compatibility)
+def check_llm_fast_stream(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """pyhub_ai.E010: PYHUB_AI_LLM_FAST_STREAM is not a boolean."""
+    value = getattr(settings, "PYHUB_AI_LLM_FAST_STREAM", True)
+    if isinstance(value, bool):
+        return []
+    return [
+        Error(
+            f"PYHUB_AI_LLM_FAST_STREAM must be True or False, not {value!r}.",
+            hint="Remove the setting to keep the default (True), or set it to False to stream every reply "
+            "through LangChain's astream.",
+            id="pyhub_ai.E010",
+        )
+    ]

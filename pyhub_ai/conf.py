@@ -86,6 +86,13 @@ class Settings:
         return getattr(settings, "PYHUB_AI_LLM_TIMEOUT", 60)
 
     @property
+    def LLM_FAST_STREAM(self) -> bool:
+        """Stream plain ``ChatOpenAI`` models without callbacks through the lighter path of
+        ``pyhub_ai.openai_stream`` (same requests and stored messages); ``False``: always
+        LangChain's ``astream``."""
+        return getattr(settings, "PYHUB_AI_LLM_FAST_STREAM", True)
+
+    @property
     def RATE_LIMIT(self) -> str | None:
         """Turns allowed per visitor, like ``"30/m"`` (s, m, h, d); ``None`` turns the limit off."""
         return getattr(settings, "PYHUB_AI_RATE_LIMIT", "30/m")

@@ -6,6 +6,10 @@ then the ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` settings, then the environment
 them the :class:`OfflineChatModel` answers, so the demo runs on a machine with no key.
 
 Built models are cached: one client per configuration, reused across turns and connections.
+
+``reply_stream()`` is how a turn streams a model's reply (``ChatMixin.stream_reply``): the
+lighter path of ``openai_stream.py`` for a plain ``ChatOpenAI`` with no callbacks, else
+LangChain's ``astream``. This module and ``openai_stream.py`` are the only ones that call a model.
 """
 from __future__ import annotations
 
@@ -21,9 +25,11 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage, ToolMessage, message_chunk_to_message
+from langchain_core.messages.ai import add_ai_message_chunks
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from .conf import conf
+from .openai_stream import OpenAIReplyStream, openai_reply_stream
 from .specs import LLMModel
 
 logger = logging.getLogger(__name__)
@@ -94,6 +100,48 @@ def get_chat_model(
 def _warn_offline_once() -> None:
     """Log, once per process (not once per turn), that the offline model stands in for OpenAI."""
     logger.warning("No OPENAI_API_KEY or OPENAI_BASE_URL is configured: the offline demo model answers.")
+
+
+class ReplyStream:
+    """The standard path: ``llm.astream(prompt)``, with every callback and tracer it runs.
+
+    ``texts()`` yields the text of each chunk as it arrives; ``reply()`` is the reply streamed
+    so far, merged in one go (merging chunk by chunk costs a message object per token).
+    """
+
+    #: The model enforces its own wait for each chunk (``ChatOpenAI.stream_chunk_timeout``).
+    chunk_timeout: float | None = None
+
+    def __init__(self, llm: Any, prompt: list[BaseMessage]) -> None:
+        self.llm = llm
+        self.prompt = prompt
+        self._chunks: list[AIMessageChunk] = []
+
+    async def texts(self) -> AsyncIterator[str]:
+        chunks = self._chunks
+        async for chunk in self.llm.astream(self.prompt):
+            chunks.append(chunk)
+            yield chunk.text
+
+    def reply(self) -> AIMessageChunk | None:
+        chunks = self._chunks
+        return add_ai_message_chunks(chunks[0], *chunks[1:]) if chunks else None
+
+
+def reply_stream(llm: Any, prompt: list[BaseMessage]) -> ReplyStream | OpenAIReplyStream:
+    """How ``llm`` will stream its reply to ``prompt``; called by ``ChatMixin.stream_reply``
+    for every model call (each step of the tool loop too).
+
+    With ``PYHUB_AI_LLM_FAST_STREAM`` on (the default), a plain ``ChatOpenAI`` (as
+    ``get_chat_model()`` builds it, or the consumer's own, possibly bound to tools) with no
+    callbacks or tracing streams through ``openai_stream.OpenAIReplyStream``: the same request,
+    the same stored message, a fraction of the CPU. Anything else streams through ``astream``.
+    """
+    if conf.LLM_FAST_STREAM:
+        stream = openai_reply_stream(llm, prompt)
+        if stream is not None:
+            return stream
+    return ReplyStream(llm, prompt)
 
 
 @lru_cache(maxsize=64)

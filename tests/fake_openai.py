@@ -18,6 +18,11 @@ chunk with ``usage`` and no choices; then ``data: [DONE]``. Other requests get o
 error body whose message is ``message``, formatted with ``authorization`` (the request's
 Authorization header), so a test can make the provider echo the caller's credentials.
 Failures carry ``x-should-retry: false``, so the OpenAI client does not retry them.
+
+A reply can also be a :class:`Reply`, to stream what real servers send besides text: tool calls
+whose arguments arrive in pieces, extra delta fields (``refusal``, ``reasoning_content``), a
+finish reason, and failures in the middle of the stream (an error event, a dropped connection,
+a stall).
 """
 from __future__ import annotations
 
@@ -45,6 +50,28 @@ class RecordedRequest:
 class Failure:
     status: int
     message: str
+
+
+@dataclass
+class ToolCall:
+    """A tool call streamed as OpenAI does: id and name first, then the arguments in pieces."""
+
+    name: str
+    arguments: str
+    id: str = "call_1"
+
+
+@dataclass
+class Reply:
+    """A scripted streamed reply. ``*_after`` count the content/argument events sent before it."""
+
+    text: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    delta_extra: dict = field(default_factory=dict)  # added to every content delta
+    finish_reason: str = ""  # default: "tool_calls" with tool calls, else "stop"
+    error_after: int | None = None  # then an error event, as OpenAI sends mid-stream
+    drop_after: int | None = None  # then the connection is closed without [DONE]
+    stall_after: int | None = None  # then nothing more is sent (the connection stays open)
 
 
 @dataclass
@@ -84,6 +111,7 @@ class FakeOpenAI:
 
         def run() -> None:
             asyncio.set_event_loop(self._loop)
+            self._release = asyncio.Event()
             self._server = self._loop.run_until_complete(asyncio.start_server(self._handle, self.host, 0))
             self.port = self._server.sockets[0].getsockname()[1]
             started.set()
@@ -97,6 +125,7 @@ class FakeOpenAI:
 
     def stop(self) -> None:
         async def close() -> None:
+            self._release.set()
             self._server.close()
             await self._server.wait_closed()
 
@@ -151,24 +180,30 @@ class FakeOpenAI:
             return
         body = request.body if isinstance(request.body, dict) else {}
         reply = self.replies.popleft() if self.replies else self.reply
+        text = reply.text if isinstance(reply, Reply) else reply
         model = body.get("model", "gpt-4o-mini")
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(reply.split()), "total_tokens": prompt_tokens + len(reply.split())}
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()), "total_tokens": prompt_tokens + len(text.split())}
         if body.get("stream"):
             await self._stream(writer, model, reply, usage if (body.get("stream_options") or {}).get("include_usage") else None)
+            if isinstance(reply, Reply) and reply.stall_after is not None:
+                await self._release.wait()  # until the client gives up and the server stops
         else:
             await self._send_json(writer, 200, {
                 "id": "chatcmpl-fake",
                 "object": "chat.completion",
                 "created": MODEL_CREATED,
                 "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop", "logprobs": None}],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": None}],
                 "usage": usage,
             })
 
-    async def _stream(self, writer: asyncio.StreamWriter, model: str, reply: str, usage: dict | None) -> None:
+    async def _stream(self, writer: asyncio.StreamWriter, model: str, reply: str | Reply, usage: dict | None) -> None:
+        script = reply if isinstance(reply, Reply) else Reply(text=reply)
+        # A dropped stream ends before the length it announced: the client sees a broken body.
+        length = b"Content-Length: 1000000\r\n" if script.drop_after is not None else b""
         writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n" + length + b"\r\n"
         )
 
         def chunk(delta: dict, finish_reason: str | None = None, **extra: Any) -> dict:
@@ -176,12 +211,29 @@ class FakeOpenAI:
             return {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": MODEL_CREATED,
                     "model": model, "system_fingerprint": None, "choices": choices, **extra}
 
-        events = [chunk({"role": "assistant", "content": ""})]
-        events += [chunk({"content": piece}) for piece in re.findall(r"\s*\S+|\s+", reply)]
-        events.append(chunk({}, "stop"))
-        if usage is not None:
-            events.append({**chunk({}), "choices": [], "usage": usage})
+        events: list[dict | str] = [chunk({"role": "assistant", "content": "", **script.delta_extra})]
+        events += [chunk({"content": piece, **script.delta_extra}) for piece in re.findall(r"\s*\S+|\s+", script.text)]
+        for index, call in enumerate(script.tool_calls):
+            start = {"index": index, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
+            events.append(chunk({"tool_calls": [start]}))
+            for piece in re.findall(r".{1,4}", call.arguments, re.S):
+                events.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
+        for after, failure in ((script.error_after, "error"), (script.drop_after, "drop"), (script.stall_after, "stall")):
+            if after is not None:
+                events[after + 1:] = [failure]
+        if isinstance(events[-1], dict):
+            events.append(chunk({}, script.finish_reason or ("tool_calls" if script.tool_calls else "stop")))
+            if usage is not None:
+                events.append({**chunk({}), "choices": [], "usage": usage})
         for event in events:
+            if event == "error":
+                body = {"error": {"message": "The model broke mid-stream.", "type": "server_error", "param": None, "code": None}}
+                writer.write(b"data: " + json.dumps(body).encode() + b"\n\n")
+                await writer.drain()
+                return
+            if event in ("drop", "stall"):
+                await writer.drain()
+                return
             writer.write(b"data: " + json.dumps(event).encode() + b"\n\n")
             await writer.drain()
             if self.chunk_delay:

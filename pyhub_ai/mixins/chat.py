@@ -4,18 +4,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
-from collections.abc import Sequence
 from typing import Any
 
 from django.db import DatabaseError
 from django.utils.translation import gettext
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, message_chunk_to_message
-from langchain_core.messages.ai import add_ai_message_chunks
 
 from ..conf import conf
 from ..display import message_object
 from ..history import DjangoChatMessageHistory, DuplicateMessage, Turn
-from ..llm import STARTER_FLAG
+from ..llm import STARTER_FLAG, OpenAIReplyStream, ReplyStream, reply_stream
 from ..locks import Lease, ThreadBusy, thread_lock
 from ..models import ConversationMessage
 from ..ratelimit import allow_turn
@@ -48,7 +46,7 @@ class ChatMixin:
     _reply_open: bool = False
     _streaming: bool = False
     _stop_requested: bool = False
-    _chunks: Sequence[AIMessageChunk] = ()
+    _reply_stream: ReplyStream | OpenAIReplyStream | None = None
     _texts: list[str] | None = None
 
     def is_turn_running(self) -> bool:
@@ -175,7 +173,7 @@ class ChatMixin:
         await self.send_turn_frame("stream_start", turn_id=str(turn.turn_id), message_id=turn.ai.pk)
 
         self._streaming = True
-        self._chunks = ()  # nothing streamed yet: a failure before the stream stores an empty reply
+        self._reply_stream = None  # nothing streamed yet: a failure before the stream stores an empty reply
         try:
             prompt = self.get_llm_prompt_messages(turn.previous_messages, human_message)
             reply = await self.produce_reply(history, turn, prompt)
@@ -227,31 +225,32 @@ class ChatMixin:
     ) -> AIMessageChunk | None:
         """Stream ``llm``'s reply as ``stream_delta`` frames and return it whole.
 
-        Tokens that arrive within ``PYHUB_AI_STREAM_DELTA_INTERVAL`` seconds of the last
-        ``stream_delta`` wait for the next one (fewer frames: each costs the server more than a
-        token). The model may wait ``PYHUB_AI_LLM_TIMEOUT`` seconds (less at most a tenth) for
-        each token (``TimeoutError`` otherwise); the text so far is saved every
+        ``llm.reply_stream()`` picks how the model streams (the lighter OpenAI path, or
+        LangChain's ``astream``). Tokens that arrive within ``PYHUB_AI_STREAM_DELTA_INTERVAL``
+        seconds of the last ``stream_delta`` wait for the next one (fewer frames: each costs the
+        server more than a token). The model may wait ``PYHUB_AI_LLM_TIMEOUT`` seconds (or the
+        model's own smaller per-chunk timeout; less at most a tenth) for each token
+        (``TimeoutError`` otherwise); the text so far is saved every
         ``PYHUB_AI_STREAM_SAVE_INTERVAL`` seconds, and ``_partial_reply`` gives the caller
         what came when the stream fails or is cancelled.
         """
         loop = asyncio.get_running_loop()
-        chunks: list[AIMessageChunk] = []
-        self._chunks, self._texts = chunks, []
+        self._reply_stream = stream = reply_stream(llm, prompt)
+        self._texts = texts = []
         turn_id = str(turn.turn_id)
         unsent: list[str] = []
         # Read once per reply: this loop runs for every token.
         delta_interval, save_interval, timeout = conf.STREAM_DELTA_INTERVAL, conf.STREAM_SAVE_INTERVAL, conf.LLM_TIMEOUT
+        timeout = min(timeout, stream.chunk_timeout or timeout)
         last_save = last_delta = deadline_moved = loop.time() - delta_interval
         async with asyncio.timeout(timeout) as deadline:
-            async for chunk in llm.astream(prompt):
+            async for text in stream.texts():
                 now = loop.time()
                 if now - deadline_moved >= timeout / 10:  # moving it for every token costs a timer per token
                     deadline.reschedule(now + timeout)
                     deadline_moved = now
-                chunks.append(chunk)
-                text = chunk.text
                 if text:
-                    self._texts.append(text)
+                    texts.append(text)
                     unsent.append(text)
                     if now - last_delta >= delta_interval:
                         last_delta = now
@@ -259,17 +258,15 @@ class ChatMixin:
                         unsent.clear()
                 if now - last_save >= save_interval:
                     last_save = now
-                    await history.asave_partial(turn, "".join(self._texts))
+                    await history.asave_partial(turn, "".join(texts))
         if unsent:
             await self.send_turn_frame("stream_delta", turn_id=turn_id, text="".join(unsent))
         return self._partial_reply
 
     @property
     def _partial_reply(self) -> AIMessageChunk | None:
-        """The reply streamed so far, merged in one go (merging chunk by chunk as they arrive
-        costs a message object per token)."""
-        chunks = self._chunks
-        return add_ai_message_chunks(chunks[0], *chunks[1:]) if chunks else None
+        """The reply streamed so far (``None`` before the model sent anything)."""
+        return self._reply_stream.reply() if self._reply_stream is not None else None
 
     async def _store_reply(
         self, history: DjangoChatMessageHistory, turn: Turn, reply: AIMessageChunk | None, status: str
