@@ -187,3 +187,7 @@ class ThreadLock(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+# LangGraph's checkpoints (pyhub_ai.checkpoint) live in a module of their own.
+from .checkpoint_models import Checkpoint, CheckpointBlob, CheckpointWrite, GraphThread  # noqa: E402, F401

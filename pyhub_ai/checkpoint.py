@@ -1,0 +1,608 @@
+"""``DjangoSaver``: LangGraph's checkpointer over pyhub_ai's models.
+
+Use it like LangGraph's own savers::
+
+    from pyhub_ai.checkpoint import DjangoSaver, conversation_thread_id
+
+    agent = create_agent(model, tools, checkpointer=DjangoSaver())
+    config = {"configurable": {"thread_id": conversation_thread_id(conversation, user)}}
+    await agent.ainvoke({"messages": [("user", "Hi")]}, config)
+
+A ``thread_id`` names a conversation thread (``pyhub_ai.models``): ``conversation_thread_id``
+builds the one of a conversation (and user or visitor), any other string is the
+``Conversation.session_id`` of a conversation created on the first write, as with
+``DjangoChatMessageHistory(session_id=...)``. A list of LangChain messages in a channel
+(``messages``) is stored as that thread's ``ConversationMessage`` rows, each message once; the
+checkpoint refers to them (``pyhub_ai.checkpoint_messages``), so the chat page, the admin,
+export and prune show a LangGraph thread like any other conversation. Other channel values are
+serialized with the saver's ``serde``, as LangGraph's savers do.
+
+Every method has its async twin (``aget_tuple``, ``alist``, ``aput``...), which runs the same
+database work in one call of Django's async bridge (``sync_to_async``), as Django's own async
+ORM methods do. The tables are read and written on the router's ``db_for_read`` /
+``db_for_write`` database for ``Checkpoint``; the conversation tables must be on that database.
+"""
+from __future__ import annotations
+
+import math
+import random
+import re
+import threading
+from bisect import bisect_left, bisect_right
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import IntegrityError, router, transaction
+from django.db.models import Q
+from django.db.models.fields.json import KeyTransform
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint as CheckpointDict,
+    CheckpointMetadata,
+    CheckpointTuple,
+    get_checkpoint_id,
+    get_serializable_checkpoint_metadata,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from . import checkpoint_messages as stored_messages
+from .checkpoint_messages import MESSAGES_TYPE, MessageList, MessageListCache, ThreadRows
+from .models import Checkpoint, CheckpointBlob, CheckpointWrite, Conversation, GraphThread
+
+__all__ = ["DjangoSaver", "conversation_thread_id"]
+
+#: Strings longer than this go to a blob row instead of staying inline in the checkpoint.
+_MAX_INLINE_STRING = 512
+#: Checkpoints read per query by ``list``.
+_LIST_PAGE = 100
+_PRUNE_STRATEGIES = ("keep_latest", "delete")
+_CANONICAL = re.compile(r"pyhub_ai\.conversation\.(?P<pk>\d+)(?:\.user\.(?P<user>\d+)|\.visitor\.(?P<visitor>[^.]+))?")
+
+
+def conversation_thread_id(conversation: Conversation | int, user: Any = None, visitor_key: str = "") -> str:
+    """The ``thread_id`` of a conversation thread: the conversation's own thread, or the thread
+    of ``user`` (a signed-in user) or of ``visitor_key`` (an anonymous visitor) in a room where
+    every user has a private thread (see ``pyhub_ai.models``)."""
+    pk = getattr(conversation, "pk", conversation)
+    user_pk = getattr(user, "pk", None) if user is not None and getattr(user, "is_authenticated", True) else None
+    if user_pk is not None:
+        return f"pyhub_ai.conversation.{pk}.user.{user_pk}"
+    if visitor_key:
+        return f"pyhub_ai.conversation.{pk}.visitor.{visitor_key}"
+    return f"pyhub_ai.conversation.{pk}"
+
+
+@dataclass(frozen=True)
+class _Thread:
+    """A resolved ``GraphThread``: its pk, the rows its messages are, and whether it came from
+    the saver's memory (and may be stale)."""
+
+    pk: int
+    rows: ThreadRows
+    remembered: bool = False
+
+
+class DjangoSaver(BaseCheckpointSaver[str]):
+    """A LangGraph checkpointer storing checkpoints in pyhub_ai's tables and messages as
+    ``ConversationMessage`` rows.
+
+    ``cache_threads``: how many threads' recent message lists the saver keeps decoded in memory
+    (0: none), so a turn reads and writes only the messages it adds.
+    """
+
+    def __init__(self, *, serde: SerializerProtocol | None = None, cache_threads: int = 256) -> None:
+        super().__init__(serde=serde)
+        self.message_lists = MessageListCache(max_threads=cache_threads)
+        self._threads: dict[str, _Thread] = {}
+        self._threads_lock = threading.Lock()
+
+    # -- Versions ------------------------------------------------------------------------------
+
+    def get_next_version(self, current: str | int | None, channel: None = None) -> str:
+        """``"<32-digit counter>.<random>"``, as LangGraph's PostgreSQL saver: increasing, and
+        unique across forks of a thread."""
+        if current is None:
+            number = 0
+        elif isinstance(current, int):
+            number = current
+        else:
+            number = int(str(current).split(".")[0])
+        return f"{number + 1:032}.{random.random():016}"
+
+    # -- Reading -------------------------------------------------------------------------------
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """The checkpoint ``config`` names (``checkpoint_id``), or the thread's latest one."""
+        thread_id, ns = _thread_and_ns(config)
+        checkpoint_id = get_checkpoint_id(config)
+        using = router.db_for_read(Checkpoint)
+
+        def read(thread: _Thread) -> CheckpointTuple | None:
+            rows = Checkpoint.objects.using(using).filter(thread_id=thread.pk, checkpoint_ns=ns)
+            if checkpoint_id:
+                row = rows.filter(checkpoint_id=checkpoint_id).first()
+            else:
+                row = rows.order_by("-checkpoint_id").first()
+            return None if row is None else self._tuple(thread_id, thread, row, using)
+
+        return self._with_thread(thread_id, read, create=False, again_if_none=True)
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await sync_to_async(self.get_tuple)(config)
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        """Checkpoints, newest first: of ``config``'s thread (and namespace, and checkpoint id
+        when given), whose metadata has every key/value of ``filter``, older than ``before``."""
+        cursor = None
+        while True:
+            page = self._list_page(config, filter, before, limit, cursor)
+            yield from page.tuples
+            if page.done:
+                return
+            cursor, limit = page.cursor, None if limit is None else limit - len(page.tuples)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        cursor = None
+        while True:
+            page = await sync_to_async(self._list_page)(config, filter, before, limit, cursor)
+            for item in page.tuples:
+                yield item
+            if page.done:
+                return
+            cursor, limit = page.cursor, None if limit is None else limit - len(page.tuples)
+
+    def _list_page(
+        self,
+        config: RunnableConfig | None,
+        filter: dict[str, Any] | None,
+        before: RunnableConfig | None,
+        limit: int | None,
+        cursor: tuple[Any, ...] | None,
+    ) -> _Page:
+        using = router.db_for_read(Checkpoint)
+        rows = Checkpoint.objects.using(using).select_related("thread")
+        if config is not None:
+            configurable = config["configurable"]
+            rows = rows.filter(thread__thread_id=configurable["thread_id"])
+            if configurable.get("checkpoint_ns") is not None:
+                rows = rows.filter(checkpoint_ns=configurable["checkpoint_ns"])
+            if checkpoint_id := get_checkpoint_id(config):
+                rows = rows.filter(checkpoint_id=checkpoint_id)
+        if before is not None and (before_id := get_checkpoint_id(before)):
+            rows = rows.filter(checkpoint_id__lt=before_id)
+        rows, post_filter = _filter_metadata(rows, filter or {})
+        rows = rows.order_by("-checkpoint_id", "-pk")
+        if cursor is not None:
+            rows = rows.filter(Q(checkpoint_id__lt=cursor[0]) | Q(checkpoint_id=cursor[0], pk__lt=cursor[1]))
+        size = _LIST_PAGE if limit is None else min(limit, _LIST_PAGE)
+        if size <= 0:
+            return _Page([], None, True)
+        page = list(rows[:size])
+        tuples = []
+        for row in page:
+            if post_filter and not all(row.metadata.get(key) == value for key, value in post_filter.items()):
+                continue
+            thread = _Thread(row.thread.pk, _rows_of(row.thread))
+            tuples.append(self._tuple(row.thread.thread_id, thread, row, using))
+        done = len(page) < size or (limit is not None and len(tuples) >= limit)
+        cursor = (page[-1].checkpoint_id, page[-1].pk) if page else None
+        return _Page(tuples, cursor, done)
+
+    def _tuple(self, thread_id: str, thread: _Thread, row: Checkpoint, using: str) -> CheckpointTuple:
+        """The ``CheckpointTuple`` of a stored row: its channel values and pending writes."""
+        checkpoint: dict[str, Any] = dict(row.checkpoint)
+        values = dict(checkpoint.get("channel_values") or {})
+        versions = {channel: str(version) for channel, version in checkpoint["channel_versions"].items() if channel not in values}
+        if versions:
+            blobs = CheckpointBlob.objects.using(using).filter(
+                thread_id=thread.pk, checkpoint_ns=row.checkpoint_ns, channel__in=list(versions), version__in=set(versions.values())
+            )
+            for channel, version, kind, blob in blobs.values_list("channel", "version", "type", "blob"):
+                if versions.get(channel) == version:
+                    values[channel] = self._load_value(thread, kind, blob, using)
+        checkpoint["channel_values"] = values
+        writes = CheckpointWrite.objects.using(using).filter(
+            thread_id=thread.pk, checkpoint_ns=row.checkpoint_ns, checkpoint_id=row.checkpoint_id
+        )
+        pending_writes = [
+            (task_id, channel, self.serde.loads_typed((kind, bytes(blob))))
+            for task_id, channel, kind, blob in writes.order_by("task_path", "task_id", "idx").values_list(
+                "task_id", "channel", "type", "blob"
+            )
+        ]
+        config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": row.checkpoint_ns, "checkpoint_id": row.checkpoint_id}}
+        parent_config = None
+        if row.parent_checkpoint_id:
+            parent_config = {
+                "configurable": {"thread_id": thread_id, "checkpoint_ns": row.checkpoint_ns, "checkpoint_id": row.parent_checkpoint_id}
+            }
+        return CheckpointTuple(config, checkpoint, row.metadata, parent_config, pending_writes)  # type: ignore[arg-type]
+
+    def _load_value(self, thread: _Thread, kind: str, blob: Any, using: str) -> Any:
+        if kind == MESSAGES_TYPE:
+            runs = stored_messages.decode_runs(blob)
+            loaded = stored_messages.load(thread.rows, runs, self.message_lists.recent(thread.pk), using)
+            self.message_lists.add(thread.pk, loaded)
+            return list(loaded.messages)
+        return self.serde.loads_typed((kind, bytes(blob)))
+
+    # -- Writing -------------------------------------------------------------------------------
+
+    def put(
+        self, config: RunnableConfig, checkpoint: CheckpointDict, metadata: CheckpointMetadata, new_versions: ChannelVersions
+    ) -> RunnableConfig:
+        """Store a checkpoint: the values of the channels in ``new_versions`` (messages as rows,
+        the rest serialized), then the checkpoint itself, in one transaction."""
+        thread_id, ns = _thread_and_ns(config)
+        parent_id = get_checkpoint_id(config) or ""
+        body: dict[str, Any] = {key: value for key, value in checkpoint.items() if key != "channel_values"}
+        values = checkpoint["channel_values"]
+        body["channel_values"] = {channel: value for channel, value in values.items() if _inline(value)}
+        stored_metadata = get_serializable_checkpoint_metadata(config, metadata)
+        using = router.db_for_write(Checkpoint)
+
+        def write(thread: _Thread) -> None:
+            with transaction.atomic(using=using):
+                blobs = [
+                    self._blob(thread, ns, channel, str(version), values[channel], parent_id, using)
+                    for channel, version in new_versions.items()
+                    if channel in values and channel not in body["channel_values"]
+                ]
+                CheckpointBlob.objects.using(using).bulk_create(blobs, ignore_conflicts=True)
+                row = Checkpoint(
+                    thread_id=thread.pk,
+                    checkpoint_ns=ns,
+                    checkpoint_id=checkpoint["id"],
+                    parent_checkpoint_id=parent_id,
+                    checkpoint=body,
+                    metadata=stored_metadata,
+                )
+                Checkpoint.objects.using(using).bulk_create(
+                    [row],
+                    update_conflicts=True,
+                    unique_fields=["thread", "checkpoint_ns", "checkpoint_id"],
+                    update_fields=["checkpoint", "metadata"],
+                )
+
+        self._with_thread(thread_id, write, create=True)
+        return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
+
+    async def aput(
+        self, config: RunnableConfig, checkpoint: CheckpointDict, metadata: CheckpointMetadata, new_versions: ChannelVersions
+    ) -> RunnableConfig:
+        return await sync_to_async(self.put)(config, checkpoint, metadata, new_versions)
+
+    def _blob(self, thread: _Thread, ns: str, channel: str, version: str, value: Any, parent_id: str, using: str) -> CheckpointBlob:
+        """The blob row of one channel value; a message list is stored as rows and runs."""
+        if stored_messages.looks_like_message_list(value):
+            bases = self.message_lists.recent(thread.pk) or self._parent_lists(thread, ns, channel, parent_id, using)
+            stored = stored_messages.store(thread.rows, value, bases, using)
+            if stored is not None:
+                self.message_lists.add(thread.pk, stored)
+                blob = stored_messages.encode_runs(stored.runs)
+                return CheckpointBlob(thread_id=thread.pk, checkpoint_ns=ns, channel=channel, version=version, type=MESSAGES_TYPE, blob=blob)
+        kind, blob = self.serde.dumps_typed(value)
+        return CheckpointBlob(thread_id=thread.pk, checkpoint_ns=ns, channel=channel, version=version, type=kind, blob=blob)
+
+    def _parent_lists(self, thread: _Thread, ns: str, channel: str, parent_id: str, using: str) -> list[MessageList]:
+        """The parent checkpoint's message list of ``channel`` (read when the saver has no list
+        of this thread in memory, e.g. in a new process), so its messages are not stored again."""
+        if not parent_id:
+            return []
+        parent = Checkpoint.objects.using(using).filter(thread_id=thread.pk, checkpoint_ns=ns, checkpoint_id=parent_id)
+        body = parent.values_list("checkpoint", flat=True).first()
+        version = (body or {}).get("channel_versions", {}).get(channel)
+        if version is None:
+            return []
+        blob = CheckpointBlob.objects.using(using).filter(
+            thread_id=thread.pk, checkpoint_ns=ns, channel=channel, version=str(version), type=MESSAGES_TYPE
+        )
+        runs = blob.values_list("blob", flat=True).first()
+        if runs is None:
+            return []
+        return [stored_messages.load(thread.rows, stored_messages.decode_runs(runs), [], using)]
+
+    def put_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = "") -> None:
+        """Store a task's writes, pending for the checkpoint ``config`` names. Writing the same
+        task's writes again changes nothing, except for the special channels (errors,
+        interrupts...), which are replaced."""
+        thread_id, ns = _thread_and_ns(config)
+        checkpoint_id = config["configurable"]["checkpoint_id"]
+        using = router.db_for_write(Checkpoint)
+
+        def write(thread: _Thread) -> None:
+            rows = []
+            for index, (channel, value) in enumerate(writes):
+                kind, blob = self.serde.dumps_typed(value)
+                rows.append(
+                    CheckpointWrite(
+                        thread_id=thread.pk,
+                        checkpoint_ns=ns,
+                        checkpoint_id=checkpoint_id,
+                        task_id=task_id,
+                        task_path=task_path,
+                        idx=WRITES_IDX_MAP.get(channel, index),
+                        channel=channel,
+                        type=kind,
+                        blob=blob,
+                    )
+                )
+            manager = CheckpointWrite.objects.using(using)
+            if all(channel in WRITES_IDX_MAP for channel, _ in writes):
+                manager.bulk_create(
+                    rows,
+                    update_conflicts=True,
+                    unique_fields=["thread", "checkpoint_ns", "checkpoint_id", "task_id", "idx"],
+                    update_fields=["channel", "type", "blob", "task_path"],
+                )
+            else:
+                manager.bulk_create(rows, ignore_conflicts=True)
+
+        if writes:
+            self._with_thread(thread_id, write, create=True)
+
+    async def aput_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
+    ) -> None:
+        await sync_to_async(self.put_writes)(config, writes, task_id, task_path)
+
+    # -- Deleting and copying ------------------------------------------------------------------
+
+    def delete_thread(self, thread_id: str) -> None:
+        """Delete the thread: its checkpoints and writes, and its messages. A conversation that
+        was created for the thread (its ``session_id`` is the ``thread_id``) is deleted with it."""
+        using = router.db_for_write(Checkpoint)
+        thread = GraphThread.objects.using(using).filter(thread_id=thread_id).select_related("conversation").first()
+        self._forget(thread_id, thread)
+        if thread is None:
+            return
+        with transaction.atomic(using=using):
+            if thread.conversation.session_id == thread_id:
+                thread.conversation.delete(using=using)
+            else:
+                _rows_of(thread).queryset(using).delete()
+                thread.delete(using=using)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await sync_to_async(self.delete_thread)(thread_id)
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints (and their writes) made by the runs ``run_ids``; the messages
+        stay, as part of their conversation."""
+        if not run_ids:
+            return
+        using = router.db_for_write(Checkpoint)
+        with transaction.atomic(using=using):
+            doomed = Checkpoint.objects.using(using).alias(run_id=KeyTransform("run_id", "metadata")).filter(run_id__in=list(run_ids))
+            keys = list(doomed.values_list("thread_id", "checkpoint_ns", "checkpoint_id"))
+            _delete_writes(keys, using)
+            doomed.delete()
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await sync_to_async(self.delete_for_runs)(run_ids)
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy every checkpoint and write of one thread to another, with its messages: the
+        target's conversation thread gets copies of the source's rows."""
+        using = router.db_for_write(Checkpoint)
+        source = GraphThread.objects.using(using).filter(thread_id=source_thread_id).first()
+        if source is None:
+            return
+
+        def copy(target: _Thread) -> None:
+            with transaction.atomic(using=using):
+                pk_map = _copy_rows(_rows_of(source), target.rows, using)
+                blobs = []
+                for blob in CheckpointBlob.objects.using(using).filter(thread=source).iterator():
+                    if blob.type == MESSAGES_TYPE:
+                        blob.blob = stored_messages.encode_runs(_map_runs(stored_messages.decode_runs(blob.blob), pk_map))
+                    blob.pk, blob.thread_id = None, target.pk
+                    blobs.append(blob)
+                CheckpointBlob.objects.using(using).bulk_create(blobs, ignore_conflicts=True)
+                for model in (Checkpoint, CheckpointWrite):
+                    copies = []
+                    for row in model.objects.using(using).filter(thread=source).iterator():
+                        row.pk, row.thread_id = None, target.pk
+                        copies.append(row)
+                    model.objects.using(using).bulk_create(copies, ignore_conflicts=True)
+
+        self._with_thread(target_thread_id, copy, create=True)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await sync_to_async(self.copy_thread)(source_thread_id, target_thread_id)
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """``keep_latest``: keep each namespace's latest checkpoint (and its writes) only;
+        ``delete``: delete every checkpoint. Messages stay, as part of their conversation."""
+        if strategy not in _PRUNE_STRATEGIES:
+            raise ValueError(f"Unknown prune strategy {strategy!r}: use one of {', '.join(_PRUNE_STRATEGIES)}.")
+        using = router.db_for_write(Checkpoint)
+        for thread in GraphThread.objects.using(using).filter(thread_id__in=list(thread_ids)):
+            with transaction.atomic(using=using):
+                if strategy == "delete":
+                    for model in (Checkpoint, CheckpointBlob, CheckpointWrite):
+                        model.objects.using(using).filter(thread=thread).delete()
+                else:
+                    _keep_latest(thread, using)
+            self.message_lists.forget(thread.pk)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await sync_to_async(self.prune)(thread_ids, strategy=strategy)
+
+    # -- Threads -------------------------------------------------------------------------------
+
+    def _with_thread(self, thread_id: str, work: Any, *, create: bool, again_if_none: bool = False) -> Any:
+        """Run ``work(thread)`` for the thread ``thread_id`` (``None`` when it does not exist and
+        ``create`` is false). A thread the saver remembered may have been deleted meanwhile (by
+        another process): on an integrity error, or when ``work`` finds nothing and
+        ``again_if_none``, it is looked up again."""
+        thread = self._thread(thread_id, create=create)
+        if thread is None:
+            return None
+        try:
+            result = work(thread)
+        except IntegrityError:
+            if not thread.remembered:
+                raise
+            self._forget(thread_id)
+            return self._with_thread(thread_id, work, create=create, again_if_none=again_if_none)
+        if result is None and again_if_none and thread.remembered:
+            self._forget(thread_id)
+            fresh = self._thread(thread_id, create=create)
+            if fresh is not None and fresh.pk != thread.pk:
+                return work(fresh)
+        return result
+
+    def _thread(self, thread_id: str, *, create: bool) -> _Thread | None:
+        with self._threads_lock:
+            remembered = self._threads.get(thread_id)
+        if remembered is not None:
+            return remembered
+        using = router.db_for_write(Checkpoint) if create else router.db_for_read(Checkpoint)
+        row = GraphThread.objects.using(using).filter(thread_id=thread_id).first()
+        if row is None:
+            if not create:
+                return None
+            row = _create_thread(thread_id, using)
+        with self._threads_lock:
+            self._threads[thread_id] = _Thread(row.pk, _rows_of(row), remembered=True)
+        return _Thread(row.pk, _rows_of(row))
+
+    def _forget(self, thread_id: str, thread: GraphThread | None = None) -> None:
+        with self._threads_lock:
+            remembered = self._threads.pop(thread_id, None)
+        for pk in {getattr(remembered, "pk", None), getattr(thread, "pk", None)} - {None}:
+            self.message_lists.forget(pk)
+
+
+@dataclass
+class _Page:
+    tuples: list[CheckpointTuple]
+    cursor: tuple[Any, ...] | None
+    done: bool
+
+
+def _thread_and_ns(config: RunnableConfig) -> tuple[str, str]:
+    configurable = config["configurable"]
+    return str(configurable["thread_id"]), configurable.get("checkpoint_ns") or ""
+
+
+def _rows_of(thread: GraphThread) -> ThreadRows:
+    return ThreadRows(thread.conversation_id, thread.user_id, thread.visitor_key)
+
+
+def _create_thread(thread_id: str, using: str) -> GraphThread:
+    """A new ``GraphThread``: the conversation thread ``conversation_thread_id`` names, or the
+    conversation whose ``session_id`` is ``thread_id`` (created if needed)."""
+    fields: dict[str, Any]
+    if match := _CANONICAL.fullmatch(thread_id):
+        conversation_pk = int(match["pk"])
+        if not Conversation.objects.using(using).filter(pk=conversation_pk).exists():
+            raise ValueError(f"thread_id {thread_id!r} names conversation #{conversation_pk}, which does not exist.")
+        fields = {"conversation_id": conversation_pk, "user_id": match["user"] and int(match["user"]), "visitor_key": match["visitor"] or ""}
+    else:
+        conversation, _ = Conversation.objects.using(using).get_or_create(session_id=thread_id)
+        fields = {"conversation_id": conversation.pk, "user_id": None, "visitor_key": ""}
+    thread, _ = GraphThread.objects.using(using).get_or_create(thread_id=thread_id, defaults=fields)
+    return thread
+
+
+def _inline(value: Any) -> bool:
+    """Whether a channel value stays in the checkpoint's JSON (small plain values)."""
+    if value is None or isinstance(value, (bool, int)):
+        return not isinstance(value, int) or abs(value) < 2**53
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, str):
+        return len(value) <= _MAX_INLINE_STRING and "\x00" not in value
+    return False
+
+
+def _filter_metadata(rows: Any, filter: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """``rows`` narrowed to the plain values of ``filter`` in SQL; the rest of ``filter`` (lists,
+    objects), which the caller checks on the rows read."""
+    rest = {}
+    for index, (key, value) in enumerate(filter.items()):
+        if value is None or isinstance(value, (str, bool, int, float)):
+            alias = f"_metadata_{index}"
+            rows = rows.alias(**{alias: KeyTransform(key, "metadata")}).filter(**{alias: value})
+        else:
+            rest[key] = value
+    return rows, rest
+
+
+def _delete_writes(keys: Sequence[tuple[int, str, str]], using: str) -> None:
+    """Delete the writes of the checkpoints ``(thread pk, namespace, checkpoint id)``."""
+    condition = Q()
+    for thread_pk, ns, checkpoint_id in keys:
+        condition |= Q(thread_id=thread_pk, checkpoint_ns=ns, checkpoint_id=checkpoint_id)
+    if keys:
+        CheckpointWrite.objects.using(using).filter(condition).delete()
+
+
+def _keep_latest(thread: GraphThread, using: str) -> None:
+    """Delete all but each namespace's latest checkpoint of ``thread``, their writes, and the
+    values no kept checkpoint uses."""
+    checkpoints = Checkpoint.objects.using(using).filter(thread=thread)
+    if checkpoints.alias(counters=KeyTransform("counters_since_delta_snapshot", "metadata")).filter(counters__isnull=False).exists():
+        raise NotImplementedError(f"keep_latest cannot prune thread {thread.thread_id!r}: it uses a DeltaChannel.")
+    latest: dict[str, Checkpoint] = {}
+    for row in checkpoints.order_by("checkpoint_ns", "-checkpoint_id"):
+        latest.setdefault(row.checkpoint_ns, row)
+    for ns, kept in latest.items():
+        doomed = checkpoints.filter(checkpoint_ns=ns).exclude(pk=kept.pk)
+        _delete_writes([(thread.pk, ns, checkpoint_id) for checkpoint_id in doomed.values_list("checkpoint_id", flat=True)], using)
+        doomed.delete()
+        if kept.parent_checkpoint_id:
+            checkpoints.filter(pk=kept.pk).update(parent_checkpoint_id="")
+        used = {(channel, str(version)) for channel, version in kept.checkpoint["channel_versions"].items()}
+        blobs = CheckpointBlob.objects.using(using).filter(thread=thread, checkpoint_ns=ns)
+        unused = [pk for pk, channel, version in blobs.values_list("pk", "channel", "version") if (channel, version) not in used]
+        blobs.filter(pk__in=unused).delete()
+
+
+def _copy_rows(source: ThreadRows, target: ThreadRows, using: str) -> dict[int, int]:
+    """Copy the messages of one conversation thread to another; old row id -> new row id, in order."""
+    if source == target:
+        return {}
+    rows = list(source.queryset(using).order_by("pk"))
+    old_pks = [row.pk for row in rows]
+    for row in rows:
+        row.pk = None
+        row.conversation_id, row.user_id, row.visitor_key = target.conversation_id, target.user_id, target.visitor_key
+        row.idempotency_key = ""
+    source.queryset(using).model.objects.using(using).bulk_create(rows)
+    return dict(zip(old_pks, (row.pk for row in rows)))
+
+
+def _map_runs(runs: Sequence[stored_messages.Run], pk_map: dict[int, int]) -> list[stored_messages.Run]:
+    """The runs of copied rows (``pk_map``: old id -> new id, both increasing); an empty map
+    means the rows were not copied (same conversation thread)."""
+    if not pk_map:
+        return list(runs)
+    old = sorted(pk_map)
+    mapped = []
+    for first, last, count in runs:
+        start, stop = bisect_left(old, first), bisect_right(old, last)
+        if start < stop:
+            mapped.append((pk_map[old[start]], pk_map[old[stop - 1]], count))
+    return mapped

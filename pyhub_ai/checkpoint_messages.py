@@ -1,0 +1,319 @@
+"""How a checkpoint refers to its messages instead of copying them.
+
+A LangGraph ``messages`` channel (``MessagesState``, ``create_agent``) holds the whole
+conversation; LangGraph's own savers write it again every time it changes. ``DjangoSaver``
+stores each message once, as a ``ConversationMessage`` row of the LangGraph thread's
+conversation thread, and stores the list as *runs*: ``(first id, last id, count)`` triples, each
+meaning "this thread's rows with ids from first to last", in list order. A turn that appends
+two messages to a 10,000-message list inserts two rows and writes one run, as it would at 10.
+
+Which rows a new list reuses is decided by object identity: the saver remembers, per thread,
+the last lists it stored or read (``MessageListCache``) with their row ids, and LangGraph's
+``add_messages`` keeps the message objects it did not change. A list the cache does not know
+is compared against the parent checkpoint's list, read from the database once.
+
+Reading a list fetches only the rows the cache does not have: a list that extends a cached one
+costs the rows of its new messages. All functions are synchronous and run inside the saver's
+database calls (on the ``using`` database).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import operator
+import threading
+from bisect import bisect_left, bisect_right
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Q
+from langchain_core.messages import BaseMessage
+
+from . import codec
+from .models import ConversationMessage
+
+logger = logging.getLogger(__name__)
+
+#: The ``CheckpointBlob.type`` of a message list stored as runs of rows.
+MESSAGES_TYPE = "pyhub_ai.messages"
+
+Run = tuple[int, int, int]
+"""``(first row id, last row id, number of rows)``: a thread's rows with ids in that range."""
+
+#: More runs than this are read with one range query over the thread instead of one range each.
+_MAX_RANGES_PER_QUERY = 50
+
+
+@dataclass(frozen=True)
+class ThreadRows:
+    """The conversation thread a LangGraph thread's messages are stored in."""
+
+    conversation_id: int
+    user_id: int | None
+    visitor_key: str
+
+    def fields(self) -> dict[str, Any]:
+        return {"conversation_id": self.conversation_id, "user_id": self.user_id, "visitor_key": self.visitor_key}
+
+    def queryset(self, using: str):
+        return ConversationMessage.objects.using(using).filter(**self.fields())
+
+
+@dataclass(frozen=True)
+class MessageList:
+    """A stored message list: its runs, and per message its row id (``pks``)."""
+
+    runs: tuple[Run, ...]
+    pks: tuple[int, ...]
+    messages: tuple[BaseMessage, ...]
+
+
+def encode_runs(runs: Sequence[Run]) -> bytes:
+    """The blob of a message list (JSON, so the admin shows it)."""
+    return json.dumps({"runs": [list(run) for run in runs]}, separators=(",", ":")).encode()
+
+
+def decode_runs(blob: bytes) -> tuple[Run, ...]:
+    return tuple(tuple(run) for run in json.loads(bytes(blob))["runs"])  # type: ignore[misc]
+
+
+def looks_like_message_list(value: Any) -> bool:
+    """Whether ``value`` is a list that starts with a LangChain message: a candidate for rows
+    (``store`` checks the rest of it, and turns down a list that mixes in other values)."""
+    return isinstance(value, list) and bool(value) and isinstance(value[0], BaseMessage)
+
+
+class MessageListCache:
+    """The last few message lists stored or read, per LangGraph thread (``GraphThread`` pk),
+    most recent last; least recently used threads are forgotten first. Thread-safe."""
+
+    def __init__(self, max_threads: int = 256, lists_per_thread: int = 4) -> None:
+        self.max_threads = max_threads
+        self.lists_per_thread = lists_per_thread
+        self._threads: OrderedDict[int, OrderedDict[tuple[Run, ...], MessageList]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def recent(self, thread_pk: int) -> list[MessageList]:
+        """This thread's cached lists, most recent first."""
+        with self._lock:
+            lists = self._threads.get(thread_pk)
+            if lists is None:
+                return []
+            self._threads.move_to_end(thread_pk)
+            return list(reversed(lists.values()))
+
+    def add(self, thread_pk: int, stored: MessageList) -> None:
+        if self.max_threads <= 0:
+            return
+        with self._lock:
+            lists = self._threads.setdefault(thread_pk, OrderedDict())
+            self._threads.move_to_end(thread_pk)
+            lists[stored.runs] = stored
+            lists.move_to_end(stored.runs)
+            while len(lists) > self.lists_per_thread:
+                lists.popitem(last=False)
+            while len(self._threads) > self.max_threads:
+                self._threads.popitem(last=False)
+
+    def forget(self, thread_pk: int) -> None:
+        with self._lock:
+            self._threads.pop(thread_pk, None)
+
+
+# -- Writing ---------------------------------------------------------------------------------
+
+
+def store(
+    thread: ThreadRows, messages: list[BaseMessage], bases: Sequence[MessageList], using: str
+) -> MessageList | None:
+    """Store ``messages``: reuse the rows of messages found (by identity) in ``bases``, insert
+    the others as complete rows of ``thread``; the stored list, or ``None`` when an item is not a
+    message or cannot be stored as a row (the caller serializes the list instead)."""
+    builder = _RunBuilder(thread, using)
+    base = _longest_prefix_base(messages, bases)
+    if base is not None:
+        builder.runs, builder.pks = list(base.runs), list(base.pks)
+        items: list[Any] = list(messages[len(base.messages) :])  # all new
+    else:
+        items = _match_items(messages, bases)
+    fresh = [item for item in items if not isinstance(item, tuple)]
+    if not all(isinstance(item, BaseMessage) for item in fresh):
+        return None
+    try:
+        new_rows = [ConversationMessage.from_message(message, **thread.fields()) for message in fresh]
+    except codec.CodecError:
+        return None
+    ConversationMessage.objects.using(using).bulk_create(new_rows)
+    new_pks = iter([row.pk for row in new_rows])
+    pending: list[int] = []
+    for item in items:
+        if isinstance(item, tuple):
+            builder.add_new(pending)
+            pending = []
+            builder.add_reused(*item)
+        else:
+            pending.append(next(new_pks))
+    builder.add_new(pending)
+    return MessageList(runs=tuple(builder.runs), pks=tuple(builder.pks), messages=tuple(messages))
+
+
+def _longest_prefix_base(messages: list[BaseMessage], bases: Sequence[MessageList]) -> MessageList | None:
+    """The longest base list whose messages are (by identity) the first messages of ``messages``."""
+    best = None
+    for base in bases:
+        size = len(base.messages)
+        if size <= len(messages) and (best is None or size > len(best.messages)):
+            if all(map(operator.is_, base.messages, messages)):
+                best = base
+    return best
+
+
+def _match_items(messages: list[BaseMessage], bases: Sequence[MessageList]) -> list[Any]:
+    """Per message, ``(row id, run key)`` of the row it is stored in, found by identity in
+    ``bases`` (the most recent base wins), or the message itself when it needs a new row."""
+    known: dict[int, tuple[int, tuple[int, int]]] = {}
+    for base_index, base in reversed(list(enumerate(bases))):
+        position = 0
+        for run_index, (_, _, count) in enumerate(base.runs):
+            for offset in range(position, min(position + count, len(base.messages))):
+                known[id(base.messages[offset])] = (base.pks[offset], (base_index, run_index))
+            position += count
+    return [known.get(id(message), message) for message in messages]
+
+
+class _RunBuilder:
+    """Builds the runs of a list row by row, in list order."""
+
+    def __init__(self, thread: ThreadRows, using: str) -> None:
+        self.thread, self.using = thread, using
+        self.runs: list[Run] = []
+        self.pks: list[int] = []
+        self._last_key: tuple[int, int] | None = None
+
+    def add_reused(self, pk: int, run_key: tuple[int, int]) -> None:
+        """A stored row: it extends the last run when it is the next row of the same stored
+        run, else it starts a run of its own."""
+        if self.runs and self._last_key == run_key and self.pks[-1] < pk:
+            first, _, count = self.runs[-1]
+            self.runs[-1] = (first, pk, count + 1)
+        else:
+            self.runs.append((pk, pk, 1))
+        self.pks.append(pk)
+        self._last_key = run_key
+
+    def add_new(self, new_pks: list[int]) -> None:
+        """Freshly inserted rows: the last run grows over them when the thread has no other
+        row between them, else they form a run of their own (one run each when other rows got
+        between them)."""
+        if not new_pks:
+            return
+        self._last_key = None
+        first_new, last_new, added = new_pks[0], new_pks[-1], len(new_pks)
+        self.pks.extend(new_pks)
+        rows = self.thread.queryset(self.using)
+        if self.runs:
+            first, last, count = self.runs[-1]
+            if last < first_new and rows.filter(pk__gt=last, pk__lte=last_new).count() == added:
+                self.runs[-1] = (first, last_new, count + added)
+                return
+        if rows.filter(pk__gte=first_new, pk__lte=last_new).count() == added:
+            self.runs.append((first_new, last_new, added))
+        else:
+            self.runs.extend((pk, pk, 1) for pk in new_pks)
+
+
+# -- Reading ---------------------------------------------------------------------------------
+
+
+def load(thread: ThreadRows, runs: tuple[Run, ...], bases: Sequence[MessageList], using: str) -> MessageList:
+    """The stored list ``runs``; rows a cached list in ``bases`` already holds are not read."""
+    for base in bases:
+        if base.runs == runs:
+            return base
+    base, reused_runs = _longest_run_prefix(runs, bases)
+    pks: list[int] = []
+    messages: list[BaseMessage] = []
+    todo: list[Run] = []
+    if base is not None:
+        kept = sum(count for _, _, count in base.runs[:reused_runs])
+        pks.extend(base.pks[:kept])
+        messages.extend(base.messages[:kept])
+        if _extends(base.runs, runs, reused_runs):
+            # The cached list's next run is the start of this list's run: read the rest of it.
+            first, last, count = base.runs[reused_runs]
+            pks.extend(base.pks[kept : kept + count])
+            messages.extend(base.messages[kept : kept + count])
+            _, new_last, new_count = runs[reused_runs]
+            todo.append((last + 1, new_last, new_count - count))
+            reused_runs += 1
+    todo.extend(runs[reused_runs:])
+    for pk, message in _read_runs(thread, todo, using):
+        pks.append(pk)
+        messages.append(message)
+    return MessageList(runs=runs, pks=tuple(pks), messages=tuple(messages))
+
+
+def _longest_run_prefix(runs: tuple[Run, ...], bases: Sequence[MessageList]) -> tuple[MessageList | None, int]:
+    """The cached list that holds the most of ``runs``'s first messages, and how many runs
+    it shares whole (its next run may be the start of the matching run of ``runs``)."""
+    best, best_shared, best_items = None, 0, 0
+    for base in bases:
+        shared = 0
+        while shared < min(len(base.runs), len(runs)) and base.runs[shared] == runs[shared]:
+            shared += 1
+        items = sum(count for _, _, count in base.runs[:shared])
+        if _extends(base.runs, runs, shared):
+            items += base.runs[shared][2]
+        if items > best_items:
+            best, best_shared, best_items = base, shared, items
+    return best, best_shared
+
+
+def _extends(old: Sequence[Run], new: Sequence[Run], index: int) -> bool:
+    """Whether run ``index`` of ``new`` starts with run ``index`` of ``old``."""
+    if index >= min(len(old), len(new)):
+        return False
+    (first, last, count), (new_first, new_last, new_count) = old[index], new[index]
+    return first == new_first and last <= new_last and count <= new_count
+
+
+def _read_runs(thread: ThreadRows, runs: Sequence[Run], using: str) -> list[tuple[int, BaseMessage]]:
+    """The rows of ``runs``, decoded, in list order (unreadable rows are left out, logged)."""
+    runs = [run for run in runs if run[2] > 0 and run[0] <= run[1]]
+    if not runs:
+        return []
+    queryset = thread.queryset(using)
+    if len(runs) <= _MAX_RANGES_PER_QUERY:
+        condition = Q()
+        for first, last, _ in runs:
+            condition |= Q(pk__gte=first, pk__lte=last)
+        queryset = queryset.filter(condition)
+    else:
+        queryset = queryset.filter(pk__gte=min(run[0] for run in runs), pk__lte=max(run[1] for run in runs))
+    rows = list(queryset.order_by("pk").values_list("pk", "content"))
+    row_pks = [pk for pk, _ in rows]
+    decoded: dict[int, BaseMessage | None] = {}
+    result = []
+    for first, last, count in runs:
+        start, stop = bisect_left(row_pks, first), bisect_right(row_pks, last)
+        if stop - start != count:
+            logger.warning(
+                "A checkpoint's messages %s-%s of conversation %s: %s rows stored, %s expected (rows were deleted?).",
+                first, last, thread.conversation_id, stop - start, count,
+            )  # fmt: skip
+        for pk, content in rows[start:stop]:
+            if pk not in decoded:
+                decoded[pk] = _decode(pk, content)
+            if decoded[pk] is not None:
+                result.append((pk, decoded[pk]))
+    return result
+
+
+def _decode(pk: int, content: Any) -> BaseMessage | None:
+    try:
+        return codec.decode(content)
+    except codec.CodecError:
+        logger.warning("Skipping unreadable stored message #%s of a checkpoint.", pk, exc_info=True)
+        return None
