@@ -160,27 +160,43 @@ def store(
 
 
 def _longest_prefix_base(messages: list[BaseMessage], bases: Sequence[MessageList]) -> MessageList | None:
-    """The longest base list whose messages are (by identity) the first messages of ``messages``."""
-    best = None
-    for base in bases:
-        size = len(base.messages)
-        if size <= len(messages) and (best is None or size > len(best.messages)):
-            if all(map(operator.is_, base.messages, messages)):
-                best = base
-    return best
+    """The longest base list whose messages are the first messages of ``messages``: the same
+    objects (the usual case, checked in C), else equal ones (lists read again from the rows)."""
+    for same in (operator.is_, operator.eq):
+        best = None
+        for base in bases:
+            size = len(base.messages)
+            if size <= len(messages) and (best is None or size > len(best.messages)):
+                if all(map(same, base.messages, messages)):
+                    best = base
+        if best is not None:
+            return best
+    return None
 
 
 def _match_items(messages: list[BaseMessage], bases: Sequence[MessageList]) -> list[Any]:
-    """Per message, ``(row id, run key)`` of the row it is stored in, found by identity in
-    ``bases`` (the most recent base wins), or the message itself when it needs a new row."""
-    known: dict[int, tuple[int, tuple[int, int]]] = {}
+    """Per message, ``(row id, run key)`` of the row it is stored in, found in ``bases`` (the
+    most recent base wins) as the same object or an equal message with the same ``id``, or the
+    message itself when it needs a new row."""
+    by_identity: dict[int, tuple[int, tuple[int, int]]] = {}
+    by_id: dict[str, tuple[BaseMessage, tuple[int, tuple[int, int]]]] = {}
     for base_index, base in reversed(list(enumerate(bases))):
         position = 0
         for run_index, (_, _, count) in enumerate(base.runs):
             for offset in range(position, min(position + count, len(base.messages))):
-                known[id(base.messages[offset])] = (base.pks[offset], (base_index, run_index))
+                message, row = base.messages[offset], (base.pks[offset], (base_index, run_index))
+                by_identity[id(message)] = row
+                if message.id:
+                    by_id[message.id] = (message, row)
             position += count
-    return [known.get(id(message), message) for message in messages]
+    items: list[Any] = []
+    for message in messages:
+        row = by_identity.get(id(message))
+        if row is None and isinstance(message, BaseMessage) and message.id in by_id:
+            stored, candidate = by_id[message.id]
+            row = candidate if stored == message else None
+        items.append(message if row is None else row)
+    return items
 
 
 class _RunBuilder:

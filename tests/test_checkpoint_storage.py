@@ -1,0 +1,190 @@
+"""``DjangoSaver`` with real LangGraph graphs: each message is stored once, as a
+``ConversationMessage`` row of the thread's conversation, and a checkpoint refers to the rows."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage, ToolMessage
+from langgraph.graph import START, MessagesState, StateGraph
+
+from pyhub_ai.checkpoint import DjangoSaver, conversation_thread_id
+from pyhub_ai.history import DjangoChatMessageHistory
+from pyhub_ai.models import CheckpointBlob, Conversation, ConversationMessage, GraphThread
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def echo_graph(saver: DjangoSaver):
+    """One node answering "echo: <last message>"."""
+
+    def reply(state: MessagesState):
+        return {"messages": [AIMessage(content=f"echo: {state['messages'][-1].content}")]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("reply", reply)
+    builder.add_edge(START, "reply")
+    return builder.compile(checkpointer=saver)
+
+
+def config_of(thread_id: str) -> dict:
+    return {"configurable": {"thread_id": thread_id}}
+
+
+def contents(messages) -> list[str]:
+    return [message.content for message in messages]
+
+
+def test_each_message_is_one_row_of_the_threads_conversation():
+    graph = echo_graph(DjangoSaver())
+    for text in ("one", "two", "three"):
+        graph.invoke({"messages": [HumanMessage(content=text)]}, config_of("room-1"))
+
+    conversation = Conversation.objects.get(session_id="room-1")
+    rows = list(conversation.messages.order_by("pk"))
+    assert [row.role for row in rows] == ["human", "ai"] * 3
+    assert contents(row.message for row in rows) == ["one", "echo: one", "two", "echo: two", "three", "echo: three"]
+    assert contents(graph.get_state(config_of("room-1")).values["messages"]) == contents(row.message for row in rows)
+
+
+async def test_async_turns_store_the_same_rows():
+    graph = echo_graph(DjangoSaver())
+    for text in ("one", "two"):
+        await graph.ainvoke({"messages": [HumanMessage(content=text)]}, config_of("room-async"))
+
+    state = await graph.aget_state(config_of("room-async"))
+    assert contents(state.values["messages"]) == ["one", "echo: one", "two", "echo: two"]
+    assert await ConversationMessage.objects.filter(conversation__session_id="room-async").acount() == 4
+
+
+def test_the_stored_message_list_does_not_grow_with_the_thread():
+    graph = echo_graph(DjangoSaver())
+    for turn in range(12):
+        graph.invoke({"messages": [HumanMessage(content=f"message {turn}")]}, config_of("long"))
+
+    rows = list(ConversationMessage.objects.filter(conversation__session_id="long").values_list("pk", flat=True))
+    latest = CheckpointBlob.objects.filter(channel="messages").order_by("-pk").first()
+    assert len(rows) == 24
+    assert json.loads(bytes(latest.blob)) == {"runs": [[min(rows), max(rows), 24]]}
+
+
+def test_a_new_saver_continues_a_thread_without_storing_its_messages_again():
+    echo_graph(DjangoSaver()).invoke({"messages": [HumanMessage(content="one")]}, config_of("restarted"))
+
+    graph = echo_graph(DjangoSaver())  # a new process: nothing in memory
+    graph.invoke({"messages": [HumanMessage(content="two")]}, config_of("restarted"))
+
+    rows = ConversationMessage.objects.filter(conversation__session_id="restarted").order_by("pk")
+    assert contents(row.message for row in rows) == ["one", "echo: one", "two", "echo: two"]
+
+
+def test_without_a_cache_every_read_comes_from_the_rows():
+    graph = echo_graph(DjangoSaver(cache_threads=0))
+    for text in ("one", "two"):
+        graph.invoke({"messages": [HumanMessage(content=text)]}, config_of("uncached"))
+
+    assert contents(graph.get_state(config_of("uncached")).values["messages"]) == ["one", "echo: one", "two", "echo: two"]
+    assert ConversationMessage.objects.filter(conversation__session_id="uncached").count() == 4
+
+
+def test_a_replaced_message_is_a_new_row_and_older_checkpoints_keep_the_old_one():
+    graph = echo_graph(DjangoSaver())
+    config = config_of("edited")
+    graph.invoke({"messages": [HumanMessage(content="one", id="h1")]}, config)
+    graph.invoke({"messages": [HumanMessage(content="two", id="h2")]}, config)
+    before = graph.get_state(config)
+
+    graph.update_state(config, {"messages": [HumanMessage(content="ONE", id="h1"), RemoveMessage(id="h2")]})
+
+    assert contents(graph.get_state(config).values["messages"]) == ["ONE", "echo: one", "echo: two"]
+    assert contents(graph.get_state(before.config).values["messages"]) == ["one", "echo: one", "two", "echo: two"]
+    assert ConversationMessage.objects.filter(conversation__session_id="edited").count() == 5
+
+
+def test_a_fork_from_an_older_checkpoint_reads_back_its_own_branch():
+    graph = echo_graph(DjangoSaver())
+    config = config_of("forked")
+    graph.invoke({"messages": [HumanMessage(content="one")]}, config)
+    after_one = graph.get_state(config).config
+    graph.invoke({"messages": [HumanMessage(content="two")]}, config)
+
+    graph.invoke({"messages": [HumanMessage(content="other")]}, after_one)
+
+    assert contents(graph.get_state(config).values["messages"]) == ["one", "echo: one", "other", "echo: other"]
+    fresh = echo_graph(DjangoSaver())
+    assert contents(fresh.get_state(config).values["messages"]) == ["one", "echo: one", "other", "echo: other"]
+
+
+def test_a_conversation_thread_id_stores_in_that_users_thread(user_a, user_b):
+    room = Conversation.objects.create(title="shared room")
+    graph = echo_graph(DjangoSaver())
+    graph.invoke({"messages": [HumanMessage(content="from alice")]}, config_of(conversation_thread_id(room, user_a)))
+    graph.invoke({"messages": [HumanMessage(content="from bob")]}, config_of(conversation_thread_id(room, user_b)))
+
+    alice = DjangoChatMessageHistory(conversation=room, user=user_a)
+    assert contents(alice.messages) == ["from alice", "echo: from alice"]
+    assert GraphThread.objects.get(thread_id=conversation_thread_id(room, user_b)).user == user_b
+
+
+def test_a_thread_id_of_a_missing_conversation_is_refused():
+    graph = echo_graph(DjangoSaver())
+    with pytest.raises(ValueError, match="does not exist"):
+        graph.invoke({"messages": [HumanMessage(content="hi")]}, config_of(conversation_thread_id(999_999)))
+
+
+def test_a_message_the_codec_cannot_store_keeps_the_list_serialized():
+    saver = DjangoSaver()
+    graph = echo_graph(saver)
+    odd = ToolMessage(content="rows", tool_call_id="call_1", artifact={1, 2, 3})  # a set: not JSON
+    graph.invoke({"messages": [HumanMessage(content="hi"), AIMessage(content="", tool_calls=[{"name": "t", "args": {}, "id": "call_1"}]), odd]}, config_of("odd"))
+
+    messages = echo_graph(DjangoSaver()).get_state(config_of("odd")).values["messages"]
+    assert messages[2].artifact == {1, 2, 3}
+    assert CheckpointBlob.objects.filter(channel="messages").exclude(type="pyhub_ai.messages").exists()
+
+
+def test_copy_thread_copies_the_messages_to_the_new_threads_conversation():
+    saver = DjangoSaver()
+    graph = echo_graph(saver)
+    graph.invoke({"messages": [HumanMessage(content="one")]}, config_of("source"))
+
+    saver.copy_thread("source", "target")
+    graph.invoke({"messages": [HumanMessage(content="two")]}, config_of("target"))
+
+    target_rows = ConversationMessage.objects.filter(conversation__session_id="target").order_by("pk")
+    assert contents(row.message for row in target_rows) == ["one", "echo: one", "two", "echo: two"]
+    assert ConversationMessage.objects.filter(conversation__session_id="source").count() == 2
+
+
+def test_delete_thread_deletes_its_messages():
+    saver = DjangoSaver()
+    echo_graph(saver).invoke({"messages": [HumanMessage(content="one")]}, config_of("gone"))
+
+    saver.delete_thread("gone")
+
+    assert not ConversationMessage.objects.filter(conversation__session_id="gone").exists()
+    assert saver.get_tuple(config_of("gone")) is None
+
+
+def test_prune_keeps_the_messages_of_the_conversation():
+    saver = DjangoSaver()
+    graph = echo_graph(saver)
+    for text in ("one", "two"):
+        graph.invoke({"messages": [HumanMessage(content=text)]}, config_of("pruned"))
+
+    saver.prune(["pruned"], strategy="keep_latest")
+
+    assert contents(echo_graph(DjangoSaver()).get_state(config_of("pruned")).values["messages"]) == [
+        "one", "echo: one", "two", "echo: two",
+    ]  # fmt: skip
+    assert ConversationMessage.objects.filter(conversation__session_id="pruned").count() == 4
+
+
+def test_deleting_the_conversation_deletes_its_checkpoints():
+    saver = DjangoSaver()
+    echo_graph(saver).invoke({"messages": [HumanMessage(content="one")]}, config_of("cascade"))
+
+    Conversation.objects.get(session_id="cascade").delete()
+
+    assert saver.get_tuple(config_of("cascade")) is None
+    assert not CheckpointBlob.objects.exists()
