@@ -11,9 +11,10 @@
 #   1. the unit suite on SQLite with the in-memory channel layer;
 #   2. the unit suite again on PostgreSQL with the Redis channel layer, plus the multi-process
 #      tests (two live daphne processes sharing that database and Redis, one of them killed);
-#   3. the browser suite (live daphne servers in child processes) on SQLite.
+#   3. the browser suite (live daphne servers in child processes) on SQLite, and the README
+#      followed in blank projects (a wheel of this checkout in a fresh virtual environment).
 #
-# It exits non-zero if any of them fails (see /work/shared/TESTING-NOTES.md). The servers are
+# It exits non-zero if any of them fails (see the "Testing" section of the README). The servers are
 # registered with `register_pid` / `on_exit` (scripts/servers.sh) and stopped by the EXIT trap,
 # also when a step fails or on Ctrl+C; a server that cannot be installed or started is an error.
 set -euo pipefail
@@ -104,11 +105,11 @@ run_tests() {
     mkdir -p var "$ARTIFACTS/screenshots"
 
     # The multiprocess tests need PostgreSQL and Redis: only the second run selects them.
-    status=0; run_pytest "unit suite: SQLite + in-memory layer" "not browser and not multiprocess" "${sqlite[@]}" || status=$?
+    status=0; run_pytest "unit suite: SQLite + in-memory layer" "not browser and not multiprocess and not blank_project" "${sqlite[@]}" || status=$?
     names+=("unit suite, SQLite + in-memory layer"); statuses+=("$status")
-    status=0; run_pytest "unit + multi-process suite: PostgreSQL + Redis layer" "not browser" "${postgres[@]}" || status=$?
+    status=0; run_pytest "unit + multi-process suite: PostgreSQL + Redis layer" "not browser and not blank_project" "${postgres[@]}" || status=$?
     names+=("unit + multi-process suite, PostgreSQL + Redis layer"); statuses+=("$status")
-    status=0; run_pytest "browser suite: SQLite + in-memory layer" "browser" "${sqlite[@]}" || status=$?
+    status=0; run_pytest "browser + blank-project suite: SQLite + in-memory layer" "browser or blank_project" "${sqlite[@]}" || status=$?
     names+=("browser suite, SQLite + in-memory layer"); statuses+=("$status")
 
     # Exit status 5 is "no tests collected": fine when ARGS selected only some suites' tests,

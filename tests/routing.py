@@ -1,7 +1,9 @@
-"""Websocket routes for the tests: the tutorial consumer, and a plain one with no starter message."""
+"""Websocket routes for the tests: the tutorial consumer, pyhub_ai's ready-made chat, and a plain
+consumer with no starter message."""
 from channels.routing import URLRouter
 from django.urls import path
 
+import pyhub_ai.routing
 from example.routing import websocket_urlpatterns
 from pyhub_ai.consumers import AgentChatConsumer
 
@@ -15,6 +17,7 @@ class PlainChatConsumer(AgentChatConsumer):
 application = URLRouter(
     [
         *websocket_urlpatterns,
+        *pyhub_ai.routing.websocket_urlpatterns,
         path("ws/plain/<int:conversation_pk>/", PlainChatConsumer.as_asgi()),
         path("ws/seed/chat/<int:conversation_pk>/", seed004.LanguageTutorChatConsumer.as_asgi()),
     ]

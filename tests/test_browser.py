@@ -1,7 +1,7 @@
 """The demo in a real browser: headless Chromium against a live daphne server.
 
-Run in its own pytest process (``pytest -m browser``, as ``make test`` does): see
-/work/shared/TESTING-NOTES.md. Screenshots of each step go to test-artifacts/screenshots/.
+Run in its own pytest process (``pytest -m browser``, as ``make test`` does): the sync
+pytest-playwright plugin would break the pytest-asyncio tests of the same run. Screenshots of each step go to test-artifacts/screenshots/.
 """
 from __future__ import annotations
 

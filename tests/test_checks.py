@@ -5,7 +5,17 @@ import pytest
 from django.core.checks.registry import registry
 from django.test import override_settings
 
-from pyhub_ai.checks import check_asgi_application, check_llm_credentials, check_numeric_settings
+from django.core.checks import Warning
+
+from pyhub_ai.checks import (
+    WHITENOISE_MIDDLEWARE,
+    check_asgi_application,
+    check_channel_layers,
+    check_llm_credentials,
+    check_numeric_settings,
+    check_static_files_under_daphne,
+    serves_websocket_chat,
+)
 
 
 def ids(messages):
@@ -61,20 +71,119 @@ def test_unset_numeric_settings_pass(settings):
     assert check_numeric_settings() == []
 
 
-# -- pyhub_ai.E002: ASGI_APPLICATION ------------------------------------------------------------
+# -- Which checks apply: a project that serves the websocket chat, or only uses the models --------
+
+#: A project that uses only the models and DjangoChatMessageHistory (no daphne, no channels).
+MODELS_ONLY = dict(
+    INSTALLED_APPS=[
+        "django.contrib.admin",
+        "django.contrib.auth",
+        "django.contrib.contenttypes",
+        "django.contrib.sessions",
+        "django.contrib.messages",
+        "django.contrib.staticfiles",
+        "pyhub_ai",
+    ],
+    ASGI_APPLICATION=None,
+    CHANNEL_LAYERS={},
+    MIDDLEWARE=[],
+    DEBUG=True,
+)
 
 
-def test_a_missing_asgi_application_is_error_e002():
+def test_a_models_only_project_gets_no_chat_check(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with override_settings(**MODELS_ONLY, OPENAI_API_KEY="", OPENAI_BASE_URL=""):
+        assert serves_websocket_chat() is False
+        assert check_asgi_application() == []
+        assert check_channel_layers() == []
+        assert check_static_files_under_daphne() == []
+        assert check_llm_credentials() == []
+
+
+def test_the_demo_serves_the_websocket_chat():
+    assert serves_websocket_chat() is True
+
+
+# -- pyhub_ai.W002: ASGI_APPLICATION ------------------------------------------------------------
+
+
+def test_a_missing_asgi_application_with_daphne_installed_is_warning_w002():
     with override_settings(ASGI_APPLICATION=None):
-        errors = check_asgi_application()
+        warnings = check_asgi_application()
 
-    assert ids(errors) == ["pyhub_ai.E002"]
-    assert "ASGI_APPLICATION" in errors[0].hint
+    assert ids(warnings) == ["pyhub_ai.W002"]
+    assert isinstance(warnings[0], Warning)
+    assert "ASGI_APPLICATION" in warnings[0].hint
 
 
 def test_a_configured_asgi_application_passes():
     with override_settings(ASGI_APPLICATION="mysite.asgi.application"):
         assert check_asgi_application() == []
+
+
+# -- pyhub_ai.W003 / W004: channel layers ---------------------------------------------------------
+
+
+def test_no_channel_layers_is_warning_w003_naming_both_layers():
+    with override_settings(CHANNEL_LAYERS={}):
+        warnings = check_channel_layers()
+
+    assert ids(warnings) == ["pyhub_ai.W003"]
+    assert "InMemoryChannelLayer" in warnings[0].hint and "RedisChannelLayer" in warnings[0].hint
+
+
+def test_the_in_memory_layer_outside_debug_is_warning_w004():
+    with override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}, DEBUG=False):
+        warnings = check_channel_layers()
+
+    assert ids(warnings) == ["pyhub_ai.W004"]
+    assert "channels_redis" in warnings[0].hint
+
+
+def test_the_in_memory_layer_in_debug_passes():
+    with override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}, DEBUG=True):
+        assert check_channel_layers() == []
+
+
+def test_the_redis_layer_passes():
+    with override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}}, DEBUG=False):
+        assert check_channel_layers() == []
+
+
+# -- pyhub_ai.W005: static files under daphne -------------------------------------------------------
+
+#: An ASGI application that serves no static files (Django's own, without a wrapper).
+BARE_ASGI = "tests.test_checks.bare_asgi_application"
+
+
+def bare_asgi_application():  # only imported by the check, never served
+    raise AssertionError("not served")
+
+
+def test_static_files_served_by_nothing_is_warning_w005():
+    with override_settings(ASGI_APPLICATION=BARE_ASGI, MIDDLEWARE=[], DEBUG=True):
+        warnings = check_static_files_under_daphne()
+
+    assert ids(warnings) == ["pyhub_ai.W005"]
+    assert WHITENOISE_MIDDLEWARE in warnings[0].hint and "collectstatic" in warnings[0].hint
+
+
+def test_whitenoise_middleware_passes_w005():
+    with override_settings(ASGI_APPLICATION=BARE_ASGI, MIDDLEWARE=[WHITENOISE_MIDDLEWARE], DEBUG=True):
+        assert check_static_files_under_daphne() == []
+
+
+def test_an_asgi_application_wrapped_in_the_static_files_handler_passes_w005():
+    """The demo's asgi.py wraps Django's application in ASGIStaticFilesHandler (in DEBUG)."""
+    with override_settings(ASGI_APPLICATION="mysite.asgi.application", MIDDLEWARE=[], DEBUG=True):
+        assert check_static_files_under_daphne() == []
+
+
+def test_collectstatic_served_by_the_web_server_passes_w005(tmp_path):
+    with override_settings(ASGI_APPLICATION=BARE_ASGI, MIDDLEWARE=[], DEBUG=False, STATIC_ROOT=tmp_path):
+        assert check_static_files_under_daphne() == []
 
 
 # -- pyhub_ai.W001: LLM credentials ---------------------------------------------------------------
@@ -114,6 +223,9 @@ def test_an_openai_base_url_silences_w001(no_credentials):
 # -- Registration --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("check", [check_numeric_settings, check_asgi_application, check_llm_credentials])
+@pytest.mark.parametrize(
+    "check",
+    [check_numeric_settings, check_asgi_application, check_channel_layers, check_static_files_under_daphne, check_llm_credentials],
+)
 def test_the_check_is_registered_with_django(check):
     assert check in registry.get_checks()

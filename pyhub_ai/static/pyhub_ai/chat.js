@@ -22,6 +22,7 @@
   var strings = {};
   var socket = null;
   var retries = 0;
+  var everConnected = false; // a welcome came once: later drops are "connection lost", not "unreachable"
   var retryTimer = null;
   var stopped = false; // refused or outdated: never reconnect on our own
   var ready = false; // welcome received on the current socket
@@ -442,6 +443,7 @@
       return;
     }
     ready = true;
+    everConnected = true;
     retries = 0;
     freshHistory = true;
     maxLength = Number(frame.max_message_length) || 0;
@@ -676,7 +678,17 @@
   function scheduleReconnect() {
     var delay = Math.min(1000 * Math.pow(2, retries), MAX_RETRY_DELAY);
     retries += 1;
-    setConnection("closed", t("reconnecting"));
+    if (!everConnected && retries >= 2) {
+      // The websocket never opened: say so instead of "Connecting…" forever.
+      setConnection("closed", t("unreachable"));
+      showError(t("unreachable"));
+      if (retries === 2) {
+        console.error("pyhub_ai: the websocket " + socketUrl(root.dataset.wsUrl || "") + " does not connect. " +
+          "Is the site served by an ASGI server (daphne) with this URL routed in asgi.py?");
+      }
+    } else {
+      setConnection("closed", t("reconnecting"));
+    }
     retryTimer = setTimeout(connect, delay);
   }
 
