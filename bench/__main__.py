@@ -4,12 +4,19 @@ Runs the benchmarks and writes bench/results/latest.md:
 
 * ``history``: server time of one turn vs. stored thread length, SQLite and PostgreSQL
   (bench/history_scaling.py; its section: bench/results/history.md);
+* ``production``: the production model path — the app's consumer streaming ``ChatOpenAI``
+  replies from a local OpenAI-compatible HTTP server, before and after the fast path, against
+  bare-consumer baselines (minimal HTTP client, openai SDK, ``ChatOpenAI.astream``), and
+  scale-out on PostgreSQL + Redis (bench/prod_load.py; its section: production.md, the profile:
+  profile-production.md). It comes first in latest.md: it is the path production runs;
 * ``load``: concurrent websocket conversations on real daphne processes, SQLite + in-memory
-  layer, PostgreSQL + Redis, one and two processes, vs. a bare-consumer baseline
-  (bench/ws_load.py; its section: bench/results/load.md, the py-spy profile: profile.md).
+  layer, PostgreSQL + Redis, one and two processes, vs. a bare-consumer baseline, with an
+  in-process fake model: the lower bound (bench/ws_load.py; its section: bench/results/load.md,
+  the py-spy profile: profile.md).
 
-``--only history`` or ``--only load`` runs one of them; latest.md is then assembled from the
-fresh section and the last one written of the other. Options of the history benchmark are
+``--only history``, ``--only production`` or ``--only load`` runs one of them; latest.md is then
+assembled from the fresh section and the last ones written of the others
+(``--production-quick``: one configuration of the production benchmark). Options of the history benchmark are
 passed through (``--db``, ``--sizes``, ``--turns``, ...); the load benchmark's options start with
 ``--load-`` (``--load-scenarios``, ``--load-sizes``, ``--load-turns``, ``--load-budget``,
 ``--load-no-profile``).
@@ -26,23 +33,27 @@ LATEST = RESULTS / "latest.md"
 def assemble(failed: dict[str, str]) -> None:
     """latest.md = history.md + load.md (+ a link to profile.md); a section whose benchmark
     failed in this run is kept from its last run, under a warning."""
+    from bench.prod_load import PRODUCTION_PROFILE, PRODUCTION_RESULTS
     from bench.ws_load import LOAD_RESULTS, PROFILE_RESULTS
 
     parts = []
-    for name, path in (("history", HISTORY_RESULTS), ("load", LOAD_RESULTS)):
+    sections = (("production", PRODUCTION_RESULTS), ("history", HISTORY_RESULTS), ("load", LOAD_RESULTS))
+    for name, path in sections:
         if not path.exists():
             continue
         text = path.read_text().rstrip()
         if name in failed:
             text = f"> **The {name} benchmark FAILED in the last run ({failed[name]}); this section is from an earlier run.**\n\n{text}"
         parts.append(text)
+    if PRODUCTION_PROFILE.exists():
+        parts.append(PRODUCTION_PROFILE.read_text().rstrip())
     if PROFILE_RESULTS.exists():
         parts.append(
             "The hot-path profile of the load benchmark (py-spy, top functions by own time): "
             "[bench/results/profile.md](profile.md)."
         )
     LATEST.write_text("\n\n---\n\n".join(parts) + "\n")
-    print(f"Wrote {LATEST} ({', '.join(p.name for p in (HISTORY_RESULTS, LOAD_RESULTS) if p.exists())})")
+    print(f"Wrote {LATEST} ({', '.join(p.name for _, p in sections if p.exists())})")
 
 
 def main(argv: list[str]) -> int:
@@ -50,7 +61,8 @@ def main(argv: list[str]) -> int:
         prog="python -m bench", description=__doc__.split("\n\n")[0], add_help=False,
         epilog="Other options go to the history benchmark (listed below).",
     )  # fmt: skip
-    parser.add_argument("--only", choices=["history", "load"], help="run one benchmark (default: both)")
+    parser.add_argument("--only", choices=["history", "production", "load"], help="run one benchmark (default: all)")
+    parser.add_argument("--production-quick", action="store_true", help="one configuration of the production benchmark")
     parser.add_argument("--load-scenarios", help="sqlite, postgres, two (default: all)")
     parser.add_argument("--load-sizes", help="N of the SQLite load scenario (default: 100,500,1000)")
     parser.add_argument("--load-turns", help="turns per conversation (default: 3)")
@@ -64,8 +76,8 @@ def main(argv: list[str]) -> int:
         from bench.history_scaling import main as history_main
 
         return history_main(["--help"])  # exits
-    if args.only == "load" and history_argv:
-        parser.error(f"unrecognized arguments for --only load: {' '.join(history_argv)}")
+    if args.only in ("load", "production") and history_argv:
+        parser.error(f"unrecognized arguments for --only {args.only}: {' '.join(history_argv)}")
 
     status = 0
     failed: dict[str, str] = {}
@@ -79,6 +91,15 @@ def main(argv: list[str]) -> int:
         except Exception as exc:  # noqa: BLE001 - the load benchmark still runs; the exit status says it failed
             print(f"\nThe history-scaling benchmark FAILED ({exc!r}); its section in latest.md is the last one written.\n", flush=True)
             failed["history"] = type(exc).__name__
+            status = 1
+    if args.only in (None, "production"):
+        from bench.prod_load import main as production_main
+
+        try:
+            status = production_main(["--quick"] if args.production_quick else []) or status
+        except Exception as exc:  # noqa: BLE001
+            print(f"\nThe production-path benchmark FAILED ({exc!r}).\n", flush=True)
+            failed["production"] = type(exc).__name__
             status = 1
     if args.only in (None, "load"):
         from bench.ws_load import main as load_main

@@ -161,14 +161,14 @@ def _listening(port: int) -> bool:
 class Daphne:
     """One daphne process on a free port of 127.0.0.1; ``stop()`` ends it (by its pid)."""
 
-    def __init__(self, env: dict[str, str], name: str) -> None:
+    def __init__(self, env: dict[str, str], name: str, app: str = "bench.load_asgi:application") -> None:
         self.port = free_port()
         VAR.mkdir(parents=True, exist_ok=True)
         self.log_path = VAR / f"daphne-{name}-{self.port}.log"
         command = [
             sys.executable, "-m", "daphne",
             "-e", f"tcp:port={self.port}:interface=127.0.0.1:backlog=2048",
-            "bench.load_asgi:application",
+            app,
         ]  # fmt: skip
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
@@ -674,8 +674,8 @@ def _fmt(value: float | None, digits: int = 0) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
 
-def _run_group(group: str, runs: list[dict], deadline: float) -> dict:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.load_settings", "PYTHONPATH": str(ROOT)}
+def _run_group(group: str, runs: list[dict], deadline: float, module: str = "bench.ws_load", settings: str = "bench.load_settings") -> dict:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings, "PYTHONPATH": str(ROOT)}
     env["PYHUB_AI_BENCH_LOAD_TOKENS"] = str(TOKENS)
     env["PYHUB_AI_BENCH_LOAD_PACE"] = str(PACE)
     cleanup = []
@@ -711,7 +711,7 @@ def _run_group(group: str, runs: list[dict], deadline: float) -> dict:
         with tempfile.NamedTemporaryFile("r", suffix=".json") as output, tempfile.NamedTemporaryFile("w", suffix=".json") as spec:
             json.dump([{**run, "deadline": deadline} for run in runs], spec)
             spec.flush()
-            command = [sys.executable, "-m", "bench.ws_load", "--worker", group, "--spec", spec.name, "--json", output.name]
+            command = [sys.executable, "-m", module, "--worker", group, "--spec", spec.name, "--json", output.name]
             # Hard bound: the budget, plus the longest a started run can take.
             timeout = max(deadline - time.time(), 0) + PHASE_LIMIT + TURN_TIMEOUT + 2 * DRAIN_LIMIT + 3 * READY_TIMEOUT + 60
             subprocess.run(command, cwd=ROOT, env=env, check=True, timeout=timeout)
@@ -1014,7 +1014,7 @@ PROFILE_COMPONENTS = [
 ]
 
 
-def render_profile(run: dict, raw: Path, kept_name: str, top: int = 15) -> str:
+def render_profile(run: dict, raw: Path, kept_name: str, top: int = 15, parts: list = PROFILE_COMPONENTS) -> str:
     components: collections.Counter = collections.Counter()
     own: collections.Counter = collections.Counter()
     total: collections.Counter = collections.Counter()
@@ -1032,7 +1032,7 @@ def render_profile(run: dict, raw: Path, kept_name: str, top: int = 15) -> str:
             continue
         samples += count
         by_thread[thread] += count
-        for label, needle in PROFILE_COMPONENTS:
+        for label, needle in parts:
             if needle.startswith("thread:"):
                 hit = needle[len("thread:"):] in thread
             else:
@@ -1061,7 +1061,7 @@ def render_profile(run: dict, raw: Path, kept_name: str, top: int = 15) -> str:
     ]
     lines += [f"| {t} | {c:,} | {100 * c / samples:.1f}% |" for t, c in by_thread.most_common()]
     lines += ["", "Share of samples by component (a sample counts for every component on its stack):", "", "| component | share |", "|---|---:|"]
-    lines += [f"| {label} | {100 * components[label] / samples:.1f}% |" for label, _ in PROFILE_COMPONENTS]
+    lines += [f"| {label} | {100 * components[label] / samples:.1f}% |" for label, _ in parts]
     lines += ["", f"Top {top} functions by own time (the frame on top of the stack):", "", "| # | function | own samples | own % | incl. % |", "|---:|---|---:|---:|---:|"]
     for rank, (name, count) in enumerate(own.most_common(top), 1):
         lines.append(f"| {rank} | `{name}` | {count:,} | {100 * count / samples:.1f}% | {100 * total[name] / samples:.1f}% |")

@@ -83,6 +83,7 @@ class FakeOpenAI:
     chunk_delay: float = 0.0
     requests: list[RecordedRequest] = field(default_factory=list)
     failure: Failure | None = None
+    record: bool = True  # keep every request in ``requests`` (benchmarks turn it off)
     host: str = "127.0.0.1"
     port: int = 0
 
@@ -146,7 +147,8 @@ class FakeOpenAI:
         try:
             request = await self._read_request(reader)
             if request is not None:
-                self.requests.append(request)
+                if self.record:
+                    self.requests.append(request)
                 await self._respond(request, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass

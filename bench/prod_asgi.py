@@ -1,0 +1,180 @@
+"""The ASGI application of the production-path benchmark (bench/prod_load.py), served by daphne
+with ``DJANGO_SETTINGS_MODULE=bench.prod_settings`` (the model: ``OPENAI_BASE_URL``, the
+benchmark's OpenAI-compatible server, bench/model_server.py). Websocket routes, no HTTP:
+
+* ``ws/prod/chat/<window>/<conversation_pk>/``: ``ProdChatConsumer``, the app's
+  ``AgentChatConsumer`` as a user writes it (``llm_model = "openai:gpt-4o-mini"``, the key and
+  base URL from settings), open to anonymous visitors; each conversation's thread is seeded with
+  ``history_messages(window)`` by the runner, and the prompt window is ``window`` messages.
+* ``ws/prod/bare/<client>/<window>/``: ``BareClientConsumer``, the baselines: a bare channels
+  consumer that sends the same frames (``stream_delta`` gathered every
+  ``PYHUB_AI_STREAM_DELTA_INTERVAL`` as the app does), stores nothing, and asks the same server
+  for a reply to the same prompt (system prompt, ``history_messages(window)``, the user's
+  message) with ``client``: ``http`` (a minimal asyncio HTTP client: the floor), ``sdk`` (the
+  openai SDK, ``chat.completions.create(stream=True)``) or ``langchain`` (``ChatOpenAI.astream``
+  of the model ``get_chat_model()`` builds for the chat consumer).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator
+from functools import cache
+from typing import Any
+from urllib.parse import urlsplit
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.prod_settings")
+django.setup()
+
+from channels.generic.websocket import AsyncJsonWebsocketConsumer  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.urls import path  # noqa: E402
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, messages_to_dict  # noqa: E402
+
+from pyhub_ai.conf import conf  # noqa: E402
+from pyhub_ai.consumers import AgentChatConsumer  # noqa: E402
+from pyhub_ai.llm import get_chat_model  # noqa: E402
+
+MODEL = "openai:gpt-4o-mini"
+SYSTEM_PROMPT = "You are a helpful assistant. Answer briefly and precisely."
+
+
+def history_messages(window: int) -> list[BaseMessage]:
+    """The stored thread the prompt's window is read from: questions of about 80 characters,
+    answers of about 600 (a 120-token reply)."""
+    messages: list[BaseMessage] = []
+    for i in range(window):
+        if i % 2 == 0:
+            messages.append(HumanMessage(content=f"Question {i // 2 + 1}: how does the quick brown fox jump over the lazy dog?"))
+        else:
+            messages.append(AIMessage(content=f"Answer {i // 2 + 1}: " + "the quick brown fox jumps over the lazy dog; " * 13))
+    return messages
+
+
+class ProdChatConsumer(AgentChatConsumer):
+    """The app's consumer, as a user writes it; open to anonymous visitors, one seeded thread
+    per conversation (its visitor key is the conversation's pk)."""
+
+    llm_model = MODEL
+    llm_system_prompt_template = SYSTEM_PROMPT
+
+    async def can_accept(self) -> bool:
+        return True
+
+    def get_visitor_key(self) -> str:
+        return f"bench-{self.scope['url_route']['kwargs']['conversation_pk']}"
+
+    def get_history_max_messages(self) -> int:
+        return self.scope["url_route"]["kwargs"]["window"]
+
+    def get_rate_limit_identity(self) -> str:
+        """One visitor per connection (the limit is still checked, in the cache, every turn)."""
+        return f"visitor:{self.get_visitor_key()}"
+
+
+@cache
+def _prompt_dicts(window: int) -> list[dict[str, str]]:
+    roles = {"human": "user", "ai": "assistant"}
+    return [{"role": "system", "content": SYSTEM_PROMPT}] + [
+        {"role": roles[m["type"]], "content": m["data"]["content"]} for m in messages_to_dict(history_messages(window))
+    ]
+
+
+@cache
+def _sdk_client() -> Any:
+    import openai
+
+    return openai.AsyncOpenAI(api_key=settings.OPENAI_API_KEY, base_url=settings.OPENAI_BASE_URL)
+
+
+async def http_tokens(window: int, text: str) -> AsyncIterator[str]:
+    """The floor: one HTTP/1.1 request on a new connection, the SSE lines read and decoded."""
+    url = urlsplit(settings.OPENAI_BASE_URL)
+    body = json.dumps({
+        "model": MODEL.split(":")[1], "messages": [*_prompt_dicts(window), {"role": "user", "content": text}],
+        "stream": True, "stream_options": {"include_usage": True},
+    }).encode()  # fmt: skip
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    try:
+        writer.write(
+            f"POST {url.path}/chat/completions HTTP/1.1\r\nHost: {url.netloc}\r\nAuthorization: Bearer {settings.OPENAI_API_KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+        )
+        while (await reader.readline()) not in (b"\r\n", b""):
+            pass
+        while line := await reader.readline():
+            if line.startswith(b"data: "):
+                if line.startswith(b"data: [DONE]"):
+                    break
+                choices = json.loads(line[6:]).get("choices")
+                if choices and (content := choices[0]["delta"].get("content")):
+                    yield content
+    finally:
+        writer.close()
+
+
+async def sdk_tokens(window: int, text: str) -> AsyncIterator[str]:
+    stream = await _sdk_client().chat.completions.create(
+        model=MODEL.split(":")[1], messages=[*_prompt_dicts(window), {"role": "user", "content": text}],
+        stream=True, stream_options={"include_usage": True},
+    )  # fmt: skip
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            yield chunk.choices[0].delta.content
+
+
+async def langchain_tokens(window: int, text: str) -> AsyncIterator[str]:
+    prompt = [SystemMessage(content=SYSTEM_PROMPT), *history_messages(window), HumanMessage(content=text)]
+    async for chunk in get_chat_model(MODEL).astream(prompt):
+        if chunk.text:
+            yield chunk.text
+
+
+CLIENTS = {"http": http_tokens, "sdk": sdk_tokens, "langchain": langchain_tokens}
+
+
+class BareClientConsumer(AsyncJsonWebsocketConsumer):
+    """The baselines: the app's frames, nothing stored, the reply from the model server."""
+
+    async def connect(self) -> None:
+        await self.accept()
+        await self.send_json({"type": "welcome", "protocol": 1, "conversation": "bare", "max_message_length": 32000})
+        await self.send_json({"type": "history", "messages": [], "has_more": False, "before": None})
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        kwargs = self.scope["url_route"]["kwargs"]
+        tokens = CLIENTS[kwargs["client"]](kwargs["window"], content["text"])
+        turn_id = str(uuid.uuid4())
+        human = {"id": 1, "role": "human", "text": content["text"], "status": "complete", "created_at": None, "turn_id": turn_id}
+        await self.send_json({"type": "message", "message": human})
+        await self.send_json({"type": "stream_start", "turn_id": turn_id, "message_id": 2})
+        loop = asyncio.get_running_loop()
+        interval, last, texts, unsent = conf.STREAM_DELTA_INTERVAL, 0.0, [], []
+        async for text in tokens:
+            texts.append(text)
+            unsent.append(text)
+            if (now := loop.time()) - last >= interval:
+                last = now
+                await self.send_json({"type": "stream_delta", "turn_id": turn_id, "text": "".join(unsent)})
+                unsent.clear()
+        if unsent:
+            await self.send_json({"type": "stream_delta", "turn_id": turn_id, "text": "".join(unsent)})
+        ai = {"id": 2, "role": "ai", "text": "".join(texts), "status": "complete", "created_at": None, "turn_id": turn_id}
+        await self.send_json({"type": "stream_end", "turn_id": turn_id, "message": ai})
+
+
+application = ProtocolTypeRouter(
+    {
+        "websocket": URLRouter(
+            [
+                path("ws/prod/chat/<int:window>/<int:conversation_pk>/", ProdChatConsumer.as_asgi()),
+                path("ws/prod/bare/<str:client>/<int:window>/", BareClientConsumer.as_asgi()),
+            ]
+        ),
+    }
+)

@@ -1,0 +1,169 @@
+"""The report of the production-path benchmark (bench/prod_load.py): bench/results/production.md
+(``render``) and bench/results/profile-production.md (``render_profile``)."""
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+
+from bench import ws_load
+
+LABELS = {
+    "http": "bare consumer + minimal asyncio HTTP client (the floor)",
+    "sdk": "bare consumer + openai SDK `chat.completions.create(stream=True)`",
+    "langchain": "bare consumer + `ChatOpenAI.astream`",
+    "standard": "**pyhub_ai, before** (`PYHUB_AI_LLM_FAST_STREAM = False`: `ChatOpenAI.astream`)",
+    "fast": "**pyhub_ai, after** (default: `pyhub_ai.openai_stream`)",
+}
+GOAL_RATIO = 1.5  # the issue's goal: CPU per 200-token reply <= 1.5 x the floor
+
+#: Where the remaining time goes, for the profile of the fast path.
+PROFILE_PARTS = [
+    ("Event-loop thread (daphne, channels, the consumers)", "thread:MainThread"),
+    ("ORM thread (asgiref's sync_to_async thread: every query)", "thread:ThreadPoolExecutor"),
+    ("The model call: pyhub_ai.openai_stream (request, events, reply)", "openai_stream.py"),
+    ("… the openai SDK's HTTP request (AsyncOpenAI.post, headers, retries)", "AsyncAPIClient.request ("),
+    ("… reading the stream (httpx/httpcore byte reads)", "aiter_bytes ("),
+    ("… decoding server-sent events (openai SSEDecoder)", "SSEDecoder."),
+    ("… LangChain builds the request payload (_get_request_payload)", "_get_request_payload ("),
+    ("… LangChain builds the reply message (reply())", "OpenAIReplyStream.reply ("),
+    ("Sending frames to the socket (send_json → daphne → autobahn)", ".send_json ("),
+    ("Relaying turn frames to the thread's group (group_send)", ".group_send ("),
+    ("Consumer dispatch (client frames and channel-layer events)", "await_many_dispatch ("),
+    ("Access check on every frame (check_access)", ".check_access ("),
+    ("Thread lock and turn start/finish (thread_lock)", "thread_lock ("),
+    ("close_old_connections() (channels, around every consumer event)", "close_old_connections ("),
+]
+
+
+def _ok(runs: list[dict]) -> list[dict]:
+    return [r for r in runs if "failed" not in r and "skipped" not in r and r.get("turns_done")]
+
+
+def _ratio(value: float | None, base: float | None) -> str:
+    return "–" if not value or not base else f"{value / base:.2f}×"
+
+
+def _errors(run: dict) -> str:
+    parts = [f"{count} {kind}" for kind, count in sorted(run["turn_errors"].items())]
+    if run["short_streams"]:
+        parts.append(f"{run['short_streams']} incomplete streams")
+    if "answered_turns_stored" in run and run["answered_turns_stored"] != run["turns_done"]:
+        parts.append(f"{run['turns_done'] - run['answered_turns_stored']} answered turns not stored")
+    if run.get("daphne_log_errors"):
+        parts.append(f"{run['daphne_log_errors']} tracebacks in daphne's log")
+    return ", ".join(parts) or "0"
+
+
+def comparison_table(runs: list[dict]) -> list[str]:
+    """One configuration (reply length, window): every consumer, as ratios to the baselines."""
+    by = {r["consumer"]: r for r in _ok(runs)}
+    floor, sdk, lc = (by.get(k, {}).get("cpu_ms_per_reply") for k in ("http", "sdk", "langchain"))
+    floor_tps = by.get("http", {}).get("turns_per_s")
+    lines = [
+        "| what runs in daphne | CPU ms / reply | CPU µs / token | × floor | × SDK | × `ChatOpenAI.astream` | turns/s | turns/s ÷ floor's | turn p50 / p99 (ms) | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for run in runs:
+        if run not in by.values():
+            why = run.get("failed") or run.get("skipped") or "no turn answered"
+            lines.append(f"| {LABELS[run['consumer']]} | {why} | | | | | | | | |")
+            continue
+        cpu = run["cpu_ms_per_reply"]
+        lines.append(
+            f"| {LABELS[run['consumer']]} | {cpu:.1f} | {1000 * cpu / run['tokens']:.0f} | {_ratio(cpu, floor)} | {_ratio(cpu, sdk)} | "
+            f"{_ratio(cpu, lc)} | {run['turns_per_s']:.1f} | {_ratio(run['turns_per_s'], floor_tps)} | "
+            f"{ws_load._fmt(run['latency_ms']['p50'])} / {ws_load._fmt(run['latency_ms']['p99'])} | {_errors(run)} |"
+        )
+    return lines
+
+
+def headline(configs: dict[tuple[int, int], list[dict]]) -> list[str]:
+    lines = ["| reply | window | floor (ms) | before (ms) | after (ms) | after ÷ floor | before ÷ after | after − floor (ms: storage, protocol, LangChain's payload and message) | goal |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for (tokens, window), runs in configs.items():
+        by = {r["consumer"]: r["cpu_ms_per_reply"] for r in _ok(runs)}
+        floor, before, after = by.get("http"), by.get("standard"), by.get("fast")
+        if not (floor and after):
+            continue
+        goal = "–"
+        if tokens >= 200:
+            goal = f"≤ {GOAL_RATIO}× floor: **{'met' if after <= GOAL_RATIO * floor else 'MISSED'}**"
+        lines.append(
+            f"| {tokens} tokens | {window} | {floor:.1f} | {ws_load._fmt(before, 1)} | {after:.1f} | {after / floor:.2f}× | "
+            f"{_ratio(before, after)} | {after - floor:.1f} | {goal} |"
+        )
+    return lines
+
+
+def scale_table(runs: list[dict]) -> list[str]:
+    lines = [
+        "| path | reply | daphne processes | N | turns/s | daphne CPU (% of one core, all processes) | turns/s per daphne core | CPU ms / reply | turn p50 / p99 (ms) | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for run in runs:
+        if run not in _ok(runs):
+            lines.append(f"| {run['consumer']} | {run['tokens']} tokens | {run['processes']} | {run['n']} | {run.get('failed') or run.get('skipped') or 'no turn answered'} | | | | | |")
+            continue
+        per_core = run["turns_per_s"] / (run["daphne_pct"] / 100) if run["daphne_pct"] else None
+        lines.append(
+            f"| {'after (fast)' if run['consumer'] == 'fast' else 'before (astream)'} | {run['tokens']} tokens | {run['processes']} | {run['n']} | "
+            f"{run['turns_per_s']:.1f} | {run['daphne_pct']:.0f}% | {ws_load._fmt(per_core, 1)} | {run['cpu_ms_per_reply']:.1f} | "
+            f"{ws_load._fmt(run['latency_ms']['p50'])} / {ws_load._fmt(run['latency_ms']['p99'])} | {_errors(run)} |"
+        )
+    return lines
+
+
+def render(groups: list[dict], command: str, elapsed: float, pace: float) -> str:
+    import langchain_core
+    import langchain_openai
+    import openai
+
+    sqlite = [r for g in groups if g["group"] == "sqlite" for r in g["runs"] if not r.get("profile")]
+    postgres = [r for g in groups if g["group"] == "postgres" for r in g["runs"]]
+    configs: dict[tuple[int, int], list[dict]] = {}
+    for run in sqlite:
+        configs.setdefault((run["tokens"], run["window"]), []).append(run)
+    n = sqlite[0]["n"] if sqlite else "N"
+    lines = [
+        "# The production model path: CPU per reply through the websocket, ChatOpenAI over HTTP",
+        "",
+        f"Produced by `bench/prod_load.py` (`{command}`, {time.strftime('%Y-%m-%d %H:%M %Z')}, {elapsed:.0f} s; "
+        f"Python {platform.python_version()}, openai {openai.__version__}, langchain-openai {langchain_openai.__version__ if hasattr(langchain_openai, '__version__') else '?'}, "
+        f"langchain-core {langchain_core.__version__}). A local OpenAI-compatible server (`bench/model_server.py`, tests/fake_openai.py, "
+        f"its own process) streams each reply as one server-sent event per token, {pace * 1000:.0f} ms apart. One daphne process "
+        "serves either the app's consumer, configured as users configure it (`llm_model = \"openai:gpt-4o-mini\"`, "
+        "`OPENAI_BASE_URL` + `OPENAI_API_KEY`; each conversation seeded with the window of stored messages), or a bare channels "
+        "consumer that sends the same frames (deltas gathered every 50 ms, as the app does), stores nothing and asks the same server "
+        f"for the same prompt with the client named in the row. {n} websockets run turns back to back for the phase; "
+        "**CPU per reply** = daphne's CPU time (user + system, all threads) over the phase ÷ turns answered, so it does not depend "
+        "on what else runs on the machine; ratios are to baselines measured in the same run. `before` is the app with "
+        "`PYHUB_AI_LLM_FAST_STREAM = False` (LangChain's `ChatOpenAI.astream`, the path of the previous release), `after` the default.",
+        "",
+        "## Headline: pyhub_ai's CPU per reply against the floor",
+        "",
+        *headline(configs),
+    ]
+    for (tokens, window), runs in configs.items():
+        lines += ["", f"## {tokens}-token replies, prompt window of {window} stored messages", "", *comparison_table(runs)]
+    if postgres:
+        lines += [
+            "", "## Scale-out on the production path: PostgreSQL + Redis channel layer, one and two daphne processes", "",
+            f"The app's consumer, window of {postgres[0]['window']} messages, clients split evenly over the processes; all on the same "
+            "2-core machine as PostgreSQL, Redis, the model server and the client, so two processes share the cores with them. "
+            "**turns/s per daphne core** = turns/s ÷ (daphne CPU seconds per second): what one core of daphne serves.", "",
+            *scale_table(postgres),
+        ]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def render_profile(run: dict, raw: Path, kept_name: str) -> str:
+    """ws_load's profile report, with the parts of the production path."""
+    adapted = {**run, "overhead_ms": run["latency_ms"], "cpu": {"daphne_pct": [run["daphne_pct"]]}}
+    text = ws_load.render_profile(adapted, raw, kept_name, parts=PROFILE_PARTS)
+    text = text.replace(f"--duration {ws_load.PROFILE_SECONDS}`", f"--duration {run['phase'] - 1:.0f}`")
+    text = text.replace("overhead p50", "turn p50")
+    return text.replace(
+        f"# Profile of daphne during {run['name']}",
+        f"# Profile of daphne on the production path ({run['name']}: {run['tokens']}-token replies from the model server over HTTP, "
+        f"window of {run['window']} messages, {run['cpu_ms_per_reply']:.1f} ms CPU per reply)",
+    )
