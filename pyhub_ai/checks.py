@@ -159,6 +159,28 @@ def asgi_application_serves_static_files() -> bool:
 
 
 @register(Tags.compatibility)
+def check_chat_consumer(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """pyhub_ai.E006: ``PYHUB_AI_CHAT_CONSUMER`` does not name a consumer class."""
+    path = conf.CHAT_CONSUMER
+    try:
+        consumer = import_string(path)
+    except ImportError as exc:
+        reason = str(exc)
+    else:
+        if isinstance(consumer, type) and hasattr(consumer, "as_asgi"):
+            return []
+        reason = "it is not a consumer class"
+    return [
+        Error(
+            f"PYHUB_AI_CHAT_CONSUMER = {path!r} cannot be served by pyhub_ai.routing: {reason}.",
+            hint="Give the dotted path of an AgentChatConsumer subclass (e.g. 'chat.consumers.TutorConsumer'), "
+            "or remove the setting to use pyhub_ai.consumers.ChatConsumer.",
+            id="pyhub_ai.E006",
+        )
+    ]
+
+
+@register(Tags.compatibility)
 def check_llm_credentials(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
     """pyhub_ai.W001: no LLM credentials, so the offline demo model will answer."""
     if has_llm_credentials() or not serves_websocket_chat():

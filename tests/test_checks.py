@@ -11,6 +11,7 @@ from pyhub_ai.checks import (
     WHITENOISE_MIDDLEWARE,
     check_asgi_application,
     check_channel_layers,
+    check_chat_consumer,
     check_llm_credentials,
     check_numeric_settings,
     check_static_files_under_daphne,
@@ -186,6 +187,27 @@ def test_collectstatic_served_by_the_web_server_passes_w005(tmp_path):
         assert check_static_files_under_daphne() == []
 
 
+# -- pyhub_ai.E006: PYHUB_AI_CHAT_CONSUMER ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path, reason",
+    [("chat.consumers.Missing", "No module named 'chat'"), ("pyhub_ai.conf.conf", "not a consumer class")],
+)
+def test_a_chat_consumer_setting_that_names_no_consumer_is_error_e006(path, reason):
+    with override_settings(PYHUB_AI_CHAT_CONSUMER=path):
+        errors = check_chat_consumer()
+
+    assert ids(errors) == ["pyhub_ai.E006"]
+    assert reason in errors[0].msg
+
+
+@pytest.mark.parametrize("path", ["pyhub_ai.consumers.ChatConsumer", "tests.routing.PlainChatConsumer"])
+def test_a_chat_consumer_class_passes_e006(path):
+    with override_settings(PYHUB_AI_CHAT_CONSUMER=path):
+        assert check_chat_consumer() == []
+
+
 # -- pyhub_ai.W001: LLM credentials ---------------------------------------------------------------
 
 
@@ -225,7 +247,14 @@ def test_an_openai_base_url_silences_w001(no_credentials):
 
 @pytest.mark.parametrize(
     "check",
-    [check_numeric_settings, check_asgi_application, check_channel_layers, check_static_files_under_daphne, check_llm_credentials],
+    [
+        check_numeric_settings,
+        check_asgi_application,
+        check_channel_layers,
+        check_static_files_under_daphne,
+        check_chat_consumer,
+        check_llm_credentials,
+    ],
 )
 def test_the_check_is_registered_with_django(check):
     assert check in registry.get_checks()
