@@ -37,6 +37,7 @@ from asgiref.sync import sync_to_async
 from django.db import IntegrityError, router, transaction
 from django.db.models import Q
 from django.db.models.fields.json import KeyTransform
+from django.utils import timezone
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -51,6 +52,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from . import checkpoint_messages as stored_messages
+from . import dbthread, statements
 from .checkpoint_messages import MESSAGES_TYPE, MessageList, MessageListCache, ThreadRows
 from .models import Checkpoint, CheckpointBlob, CheckpointWrite, Conversation, GraphThread
 
@@ -118,22 +120,20 @@ class DjangoSaver(BaseCheckpointSaver[str]):
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """The checkpoint ``config`` names (``checkpoint_id``), or the thread's latest one."""
-        thread_id, ns = _thread_and_ns(config)
-        checkpoint_id = get_checkpoint_id(config)
-        using = router.db_for_read(Checkpoint)
-
-        def read(thread: _Thread) -> CheckpointTuple | None:
-            rows = Checkpoint.objects.using(using).filter(thread_id=thread.pk, checkpoint_ns=ns)
-            if checkpoint_id:
-                row = rows.filter(checkpoint_id=checkpoint_id).first()
-            else:
-                row = rows.order_by("-checkpoint_id").first()
-            return None if row is None else self._tuple(thread_id, thread, row, using)
-
-        return self._with_thread(thread_id, read, create=False, again_if_none=True)
+        return dbthread.run(router.db_for_read(Checkpoint), self._get_tuple, config)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await sync_to_async(self.get_tuple)(config)
+        return await sync_to_async(self._get_tuple)(config)
+
+    def _get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        thread_id, ns = _thread_and_ns(config)
+        checkpoint_id = get_checkpoint_id(config)
+
+        def read(thread: _Thread) -> CheckpointTuple | None:
+            row = statements.checkpoint_row(thread.pk, ns, checkpoint_id)
+            return None if row is None else self._tuple(thread_id, thread, ns, *row)
+
+        return self._with_thread(thread_id, read, create=False, again_if_none=True)
 
     def list(
         self,
@@ -145,9 +145,9 @@ class DjangoSaver(BaseCheckpointSaver[str]):
     ) -> Iterator[CheckpointTuple]:
         """Checkpoints, newest first: of ``config``'s thread (and namespace, and checkpoint id
         when given), whose metadata has every key/value of ``filter``, older than ``before``."""
-        cursor = None
+        cursor, using = None, router.db_for_read(Checkpoint)
         while True:
-            page = self._list_page(config, filter, before, limit, cursor)
+            page = dbthread.run(using, self._list_page, config, filter, before, limit, cursor)
             yield from page.tuples
             if page.done:
                 return
@@ -202,40 +202,33 @@ class DjangoSaver(BaseCheckpointSaver[str]):
             if post_filter and not all(row.metadata.get(key) == value for key, value in post_filter.items()):
                 continue
             thread = _Thread(row.thread.pk, _rows_of(row.thread))
-            tuples.append(self._tuple(row.thread.thread_id, thread, row, using))
+            tuples.append(
+                self._tuple(
+                    row.thread.thread_id, thread, row.checkpoint_ns, row.checkpoint_id, row.parent_checkpoint_id, row.checkpoint, row.metadata
+                )
+            )
         done = len(page) < size or (limit is not None and len(tuples) >= limit)
         cursor = (page[-1].checkpoint_id, page[-1].pk) if page else None
         return _Page(tuples, cursor, done)
 
-    def _tuple(self, thread_id: str, thread: _Thread, row: Checkpoint, using: str) -> CheckpointTuple:
-        """The ``CheckpointTuple`` of a stored row: its channel values and pending writes."""
-        checkpoint: dict[str, Any] = dict(row.checkpoint)
+    def _tuple(
+        self, thread_id: str, thread: _Thread, ns: str, checkpoint_id: str, parent_id: str, body: dict[str, Any], metadata: Any
+    ) -> CheckpointTuple:
+        """The ``CheckpointTuple`` of a stored checkpoint: its channel values and pending writes."""
+        checkpoint: dict[str, Any] = dict(body)
         values = dict(checkpoint.get("channel_values") or {})
         versions = {channel: str(version) for channel, version in checkpoint["channel_versions"].items() if channel not in values}
-        if versions:
-            blobs = CheckpointBlob.objects.using(using).filter(
-                thread_id=thread.pk, checkpoint_ns=row.checkpoint_ns, channel__in=list(versions), version__in=set(versions.values())
-            )
-            for channel, version, kind, blob in blobs.values_list("channel", "version", "type", "blob"):
-                if versions.get(channel) == version:
-                    values[channel] = self._load_value(thread, kind, blob, using)
+        blobs, writes = statements.checkpoint_values(thread.pk, ns, checkpoint_id, versions)
+        using = router.db_for_read(Checkpoint)
+        for channel, _, kind, blob in blobs:
+            values[channel] = self._load_value(thread, kind, blob, using)
         checkpoint["channel_values"] = values
-        writes = CheckpointWrite.objects.using(using).filter(
-            thread_id=thread.pk, checkpoint_ns=row.checkpoint_ns, checkpoint_id=row.checkpoint_id
-        )
-        pending_writes = [
-            (task_id, channel, self.serde.loads_typed((kind, bytes(blob))))
-            for task_id, channel, kind, blob in writes.order_by("task_path", "task_id", "idx").values_list(
-                "task_id", "channel", "type", "blob"
-            )
-        ]
-        config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": row.checkpoint_ns, "checkpoint_id": row.checkpoint_id}}
+        pending_writes = [(task_id, channel, self.serde.loads_typed((kind, bytes(blob)))) for task_id, channel, kind, blob in writes]
+        config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}}
         parent_config = None
-        if row.parent_checkpoint_id:
-            parent_config = {
-                "configurable": {"thread_id": thread_id, "checkpoint_ns": row.checkpoint_ns, "checkpoint_id": row.parent_checkpoint_id}
-            }
-        return CheckpointTuple(config, checkpoint, row.metadata, parent_config, pending_writes)  # type: ignore[arg-type]
+        if parent_id:
+            parent_config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": parent_id}}
+        return CheckpointTuple(config, checkpoint, metadata, parent_config, pending_writes)  # type: ignore[arg-type]
 
     def _load_value(self, thread: _Thread, kind: str, blob: Any, using: str) -> Any:
         if kind == MESSAGES_TYPE:
@@ -252,6 +245,11 @@ class DjangoSaver(BaseCheckpointSaver[str]):
     ) -> RunnableConfig:
         """Store a checkpoint: the values of the channels in ``new_versions`` (messages as rows,
         the rest serialized), then the checkpoint itself, in one transaction."""
+        return dbthread.run(router.db_for_write(Checkpoint), self._put, config, checkpoint, metadata, new_versions)
+
+    def _put(
+        self, config: RunnableConfig, checkpoint: CheckpointDict, metadata: CheckpointMetadata, new_versions: ChannelVersions
+    ) -> RunnableConfig:
         thread_id, ns = _thread_and_ns(config)
         parent_id = get_checkpoint_id(config) or ""
         body: dict[str, Any] = {key: value for key, value in checkpoint.items() if key != "channel_values"}
@@ -267,21 +265,8 @@ class DjangoSaver(BaseCheckpointSaver[str]):
                     for channel, version in new_versions.items()
                     if channel in values and channel not in body["channel_values"]
                 ]
-                CheckpointBlob.objects.using(using).bulk_create(blobs, ignore_conflicts=True)
-                row = Checkpoint(
-                    thread_id=thread.pk,
-                    checkpoint_ns=ns,
-                    checkpoint_id=checkpoint["id"],
-                    parent_checkpoint_id=parent_id,
-                    checkpoint=body,
-                    metadata=stored_metadata,
-                )
-                Checkpoint.objects.using(using).bulk_create(
-                    [row],
-                    update_conflicts=True,
-                    unique_fields=["thread", "checkpoint_ns", "checkpoint_id"],
-                    update_fields=["checkpoint", "metadata"],
-                )
+                statements.insert_blobs(thread.pk, ns, blobs)
+                statements.insert_checkpoint(thread.pk, ns, checkpoint["id"], parent_id, body, stored_metadata, timezone.now())
 
         self._with_thread(thread_id, write, create=True)
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
@@ -289,19 +274,19 @@ class DjangoSaver(BaseCheckpointSaver[str]):
     async def aput(
         self, config: RunnableConfig, checkpoint: CheckpointDict, metadata: CheckpointMetadata, new_versions: ChannelVersions
     ) -> RunnableConfig:
-        return await sync_to_async(self.put)(config, checkpoint, metadata, new_versions)
+        return await sync_to_async(self._put)(config, checkpoint, metadata, new_versions)
 
-    def _blob(self, thread: _Thread, ns: str, channel: str, version: str, value: Any, parent_id: str, using: str) -> CheckpointBlob:
-        """The blob row of one channel value; a message list is stored as rows and runs."""
+    def _blob(self, thread: _Thread, ns: str, channel: str, version: str, value: Any, parent_id: str, using: str) -> tuple[str, str, str, bytes]:
+        """``(channel, version, type, blob)`` of one channel value; a message list is stored as
+        rows, and its blob lists their runs."""
         if stored_messages.looks_like_message_list(value):
             bases = self.message_lists.recent(thread.pk) or self._parent_lists(thread, ns, channel, parent_id, using)
             stored = stored_messages.store(thread.rows, value, bases, using)
             if stored is not None:
                 self.message_lists.add(thread.pk, stored)
-                blob = stored_messages.encode_runs(stored.runs)
-                return CheckpointBlob(thread_id=thread.pk, checkpoint_ns=ns, channel=channel, version=version, type=MESSAGES_TYPE, blob=blob)
+                return channel, version, MESSAGES_TYPE, stored_messages.encode_runs(stored.runs)
         kind, blob = self.serde.dumps_typed(value)
-        return CheckpointBlob(thread_id=thread.pk, checkpoint_ns=ns, channel=channel, version=version, type=kind, blob=blob)
+        return channel, version, kind, blob
 
     def _parent_lists(self, thread: _Thread, ns: str, channel: str, parent_id: str, using: str) -> list[MessageList]:
         """The parent checkpoint's message list of ``channel`` (read when the saver has no list
@@ -325,37 +310,19 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         """Store a task's writes, pending for the checkpoint ``config`` names. Writing the same
         task's writes again changes nothing, except for the special channels (errors,
         interrupts...), which are replaced."""
+        return dbthread.run(router.db_for_write(Checkpoint), self._put_writes, config, writes, task_id, task_path)
+
+    def _put_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = "") -> None:
         thread_id, ns = _thread_and_ns(config)
         checkpoint_id = config["configurable"]["checkpoint_id"]
-        using = router.db_for_write(Checkpoint)
 
         def write(thread: _Thread) -> None:
             rows = []
             for index, (channel, value) in enumerate(writes):
                 kind, blob = self.serde.dumps_typed(value)
-                rows.append(
-                    CheckpointWrite(
-                        thread_id=thread.pk,
-                        checkpoint_ns=ns,
-                        checkpoint_id=checkpoint_id,
-                        task_id=task_id,
-                        task_path=task_path,
-                        idx=WRITES_IDX_MAP.get(channel, index),
-                        channel=channel,
-                        type=kind,
-                        blob=blob,
-                    )
-                )
-            manager = CheckpointWrite.objects.using(using)
-            if all(channel in WRITES_IDX_MAP for channel, _ in writes):
-                manager.bulk_create(
-                    rows,
-                    update_conflicts=True,
-                    unique_fields=["thread", "checkpoint_ns", "checkpoint_id", "task_id", "idx"],
-                    update_fields=["channel", "type", "blob", "task_path"],
-                )
-            else:
-                manager.bulk_create(rows, ignore_conflicts=True)
+                rows.append((WRITES_IDX_MAP.get(channel, index), channel, kind, blob))
+            replace = all(channel in WRITES_IDX_MAP for channel, _ in writes)
+            statements.insert_writes(thread.pk, ns, checkpoint_id, task_id, task_path, rows, replace=replace)
 
         if writes:
             self._with_thread(thread_id, write, create=True)
@@ -363,13 +330,16 @@ class DjangoSaver(BaseCheckpointSaver[str]):
     async def aput_writes(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
     ) -> None:
-        await sync_to_async(self.put_writes)(config, writes, task_id, task_path)
+        await sync_to_async(self._put_writes)(config, writes, task_id, task_path)
 
     # -- Deleting and copying ------------------------------------------------------------------
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete the thread: its checkpoints and writes, and its messages. A conversation that
         was created for the thread (its ``session_id`` is the ``thread_id``) is deleted with it."""
+        return dbthread.run(router.db_for_write(Checkpoint), self._delete_thread, thread_id)
+
+    def _delete_thread(self, thread_id: str) -> None:
         using = router.db_for_write(Checkpoint)
         thread = GraphThread.objects.using(using).filter(thread_id=thread_id).select_related("conversation").first()
         self._forget(thread_id, thread)
@@ -383,11 +353,14 @@ class DjangoSaver(BaseCheckpointSaver[str]):
                 thread.delete(using=using)
 
     async def adelete_thread(self, thread_id: str) -> None:
-        await sync_to_async(self.delete_thread)(thread_id)
+        await sync_to_async(self._delete_thread)(thread_id)
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints (and their writes) made by the runs ``run_ids``; the messages
         stay, as part of their conversation."""
+        return dbthread.run(router.db_for_write(Checkpoint), self._delete_for_runs, run_ids)
+
+    def _delete_for_runs(self, run_ids: Sequence[str]) -> None:
         if not run_ids:
             return
         using = router.db_for_write(Checkpoint)
@@ -398,11 +371,14 @@ class DjangoSaver(BaseCheckpointSaver[str]):
             doomed.delete()
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await sync_to_async(self.delete_for_runs)(run_ids)
+        await sync_to_async(self._delete_for_runs)(run_ids)
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint and write of one thread to another, with its messages: the
         target's conversation thread gets copies of the source's rows."""
+        return dbthread.run(router.db_for_write(Checkpoint), self._copy_thread, source_thread_id, target_thread_id)
+
+    def _copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         using = router.db_for_write(Checkpoint)
         source = GraphThread.objects.using(using).filter(thread_id=source_thread_id).first()
         if source is None:
@@ -428,11 +404,14 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         self._with_thread(target_thread_id, copy, create=True)
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await sync_to_async(self.copy_thread)(source_thread_id, target_thread_id)
+        await sync_to_async(self._copy_thread)(source_thread_id, target_thread_id)
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """``keep_latest``: keep each namespace's latest checkpoint (and its writes) only;
         ``delete``: delete every checkpoint. Messages stay, as part of their conversation."""
+        return dbthread.run(router.db_for_write(Checkpoint), self._prune, thread_ids, strategy)
+
+    def _prune(self, thread_ids: Sequence[str], strategy: str = "keep_latest") -> None:
         if strategy not in _PRUNE_STRATEGIES:
             raise ValueError(f"Unknown prune strategy {strategy!r}: use one of {', '.join(_PRUNE_STRATEGIES)}.")
         using = router.db_for_write(Checkpoint)
@@ -446,7 +425,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
             self.message_lists.forget(thread.pk)
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await sync_to_async(self.prune)(thread_ids, strategy=strategy)
+        await sync_to_async(self._prune)(thread_ids, strategy)
 
     # -- Threads -------------------------------------------------------------------------------
 

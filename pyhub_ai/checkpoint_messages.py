@@ -31,7 +31,7 @@ from typing import Any
 from django.db.models import Q
 from langchain_core.messages import BaseMessage
 
-from . import codec
+from . import codec, statements
 from .models import ConversationMessage
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,9 @@ class ThreadRows:
     conversation_id: int
     user_id: int | None
     visitor_key: str
+
+    def key(self) -> tuple[int, int | None, str]:
+        return self.conversation_id, self.user_id, self.visitor_key
 
     def fields(self) -> dict[str, Any]:
         return {"conversation_id": self.conversation_id, "user_id": self.user_id, "visitor_key": self.visitor_key}
@@ -228,13 +231,13 @@ class _RunBuilder:
         self._last_key = None
         first_new, last_new, added = new_pks[0], new_pks[-1], len(new_pks)
         self.pks.extend(new_pks)
-        rows = self.thread.queryset(self.using)
+        rows = self.thread
         if self.runs:
             first, last, count = self.runs[-1]
-            if last < first_new and rows.filter(pk__gt=last, pk__lte=last_new).count() == added:
+            if last < first_new and statements.count_thread_messages(*rows.key(), after=last, upto=last_new) == added:
                 self.runs[-1] = (first, last_new, count + added)
                 return
-        if rows.filter(pk__gte=first_new, pk__lte=last_new).count() == added:
+        if statements.count_thread_messages(*rows.key(), after=first_new - 1, upto=last_new) == added:
             self.runs.append((first_new, last_new, added))
         else:
             self.runs.extend((pk, pk, 1) for pk in new_pks)

@@ -35,6 +35,10 @@ def _close_async_orm_connections() -> Iterator[None]:
     from django.db import connections
 
     SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=30)
+    # And those of the thread where DjangoSaver saves sync graphs' checkpoints (pyhub_ai.dbthread).
+    from pyhub_ai import dbthread
+
+    dbthread.close_connections()
 
 
 class RecordingFakeChatModel(GenericFakeChatModel):

@@ -1,0 +1,365 @@
+"""Benchmark: LangGraph checkpointers, ours (``pyhub_ai.checkpoint.DjangoSaver``) vs. the official ones.
+
+For each database (SQLite, PostgreSQL), each saver (``DjangoSaver``; ``SqliteSaver`` from
+langgraph-checkpoint-sqlite on SQLite, ``PostgresSaver`` from langgraph-checkpoint-postgres on
+PostgreSQL, on the same server) and each thread length N (10, 1,000 and 10,000 messages of ~200
+characters), one thread is seeded with N messages in one ``update_state`` (one checkpoint), then
+a real LangGraph graph (``MessagesState``, one node that answers) runs turns on it: 2 warm-up
+turns, then K=15 timed ones, with ``durability="sync"``. Every ``put`` and ``get_tuple`` call
+the graph makes is timed inside the saver (a turn makes two puts and one get_tuple). Bytes
+written per turn: what the turn added to the saver's tables for the thread (checkpoint and
+metadata JSON, blobs, writes, and for ``DjangoSaver`` the message rows' JSON), measured with SQL
+length functions between turns (not timed). ``DjangoSaver`` keeps recent message lists in
+memory; "get_tuple, new process" is its first read of the thread by a fresh saver (3 samples).
+
+Each database runs in its own worker process (``python -m bench.checkpointer --worker ...``);
+the runner writes the table to ``bench/results/checkpointer.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "checkpointer.md"
+SIZES = (10, 1_000, 10_000)
+TURNS = 15
+WARMUP = 2
+COLD_SAMPLES = 3
+WORKER_TIMEOUT = 300
+TARGET_VS_OFFICIAL = 1.5
+TARGET_FLAT = 1.2
+TEXT = "This is a benchmark message of about two hundred characters, the length of a short chat turn. " * 2
+
+
+def _percentile(samples: list[float], percent: int) -> float:
+    from bench.history_scaling import _percentile as percentile
+
+    return percentile(samples, percent) if len(samples) > 1 else samples[0]
+
+
+# ---- the worker (Django configured by bench.checkpointer_settings) ----------------------------------------
+
+
+class _Timings:
+    """Wraps a saver's ``put`` and ``get_tuple`` (on the instance) to time every call."""
+
+    def __init__(self, saver: Any) -> None:
+        self.calls: dict[str, list[float]] = {"put": [], "get_tuple": []}
+        for name in self.calls:
+            setattr(saver, name, self._timed(name, getattr(saver, name)))
+
+    def _timed(self, name: str, method: Callable) -> Callable:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.calls[name].append((time.perf_counter() - started) * 1000)
+
+        return timed
+
+    def reset(self) -> None:
+        for samples in self.calls.values():
+            samples.clear()
+
+
+def _graph(saver: Any) -> Any:
+    from langchain_core.messages import AIMessage
+    from langgraph.graph import START, MessagesState, StateGraph
+
+    def reply(state: MessagesState) -> dict:
+        return {"messages": [AIMessage(content=TEXT)]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("reply", reply)
+    builder.add_edge(START, "reply")
+    return builder.compile(checkpointer=saver)
+
+
+def _seed_messages(size: int) -> list:
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    return [(HumanMessage if index % 2 == 0 else AIMessage)(content=f"{index}: {TEXT}") for index in range(size)]
+
+
+def _ours_bytes(thread_id: str) -> int:
+    from django.db.models import Sum, TextField
+    from django.db.models.functions import Cast, Coalesce, Length
+
+    from pyhub_ai.models import Checkpoint, CheckpointBlob, CheckpointWrite, ConversationMessage, GraphThread
+
+    thread = GraphThread.objects.get(thread_id=thread_id)
+
+    def total(queryset: Any, *expressions: Any) -> int:
+        summed = sum((Coalesce(Length(expression), 0) for expression in expressions[1:]), Coalesce(Length(expressions[0]), 0))
+        return queryset.aggregate(total=Sum(summed))["total"] or 0
+
+    return (
+        total(Checkpoint.objects.filter(thread=thread), Cast("checkpoint", TextField()), Cast("metadata", TextField()))
+        + total(CheckpointBlob.objects.filter(thread=thread), "blob")
+        + total(CheckpointWrite.objects.filter(thread=thread), "blob")
+        + total(
+            ConversationMessage.objects.filter(conversation_id=thread.conversation_id, user_id=thread.user_id, visitor_key=thread.visitor_key),
+            Cast("content", TextField()),
+        )
+    )
+
+
+def _official_bytes(saver: Any, db: str, thread_id: str) -> int:
+    if db == "sqlite":
+        statements = [
+            "SELECT COALESCE(SUM(LENGTH(checkpoint) + LENGTH(metadata)), 0) FROM checkpoints WHERE thread_id = ?",
+            "SELECT COALESCE(SUM(LENGTH(value)), 0) FROM writes WHERE thread_id = ?",
+        ]
+        return sum(saver.conn.execute(sql, (thread_id,)).fetchone()[0] for sql in statements)
+    statements = [
+        "SELECT COALESCE(SUM(octet_length(checkpoint::text) + octet_length(metadata::text)), 0) AS n FROM checkpoints WHERE thread_id = %s",
+        "SELECT COALESCE(SUM(octet_length(blob)), 0) AS n FROM checkpoint_blobs WHERE thread_id = %s",
+        "SELECT COALESCE(SUM(octet_length(blob)), 0) AS n FROM checkpoint_writes WHERE thread_id = %s",
+    ]
+    total = 0
+    with saver.conn.cursor() as cursor:
+        for sql in statements:
+            cursor.execute(sql, (thread_id,))
+            total += int(cursor.fetchone()["n"])
+    return total
+
+
+def _official_saver(db: str) -> tuple[Any, Callable[[], None]]:
+    if db == "sqlite":
+        import sqlite3
+
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        path = Path(os.environ["PYHUB_AI_BENCH_SQLITE_PATH"]).with_suffix(".official.sqlite3")
+        from bench.checkpointer_settings import SQLITE_PRAGMAS
+
+        connection = sqlite3.connect(path, check_same_thread=False)
+        connection.executescript(SQLITE_PRAGMAS)
+        return SqliteSaver(connection), connection.close
+    import psycopg
+    from django.db import connection as django_connection
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from psycopg.rows import dict_row
+
+    params = django_connection.get_connection_params()
+    for option in ("cursor_factory", "context", "prepare_threshold", "autocommit", "row_factory"):
+        params.pop(option, None)
+    connection = psycopg.connect(**params, autocommit=True, prepare_threshold=0, row_factory=dict_row)
+    saver = PostgresSaver(connection)
+    saver.setup()
+    return saver, connection.close
+
+
+def measure(name: str, saver: Any, db: str, size: int, turns: int, warmup: int) -> dict:
+    from langchain_core.messages import HumanMessage
+
+    timings = _Timings(saver)
+    graph = _graph(saver)
+    thread_id = f"bench-{name}-{size}"
+    config = {"configurable": {"thread_id": thread_id}}
+    started = time.perf_counter()
+    graph.update_state(config, {"messages": _seed_messages(size)}, as_node="reply")
+    seed_s = time.perf_counter() - started
+    count_bytes = (lambda: _ours_bytes(thread_id)) if name == "ours" else (lambda: _official_bytes(saver, db, thread_id))
+    written = []
+    for turn in range(warmup + turns):
+        if turn == warmup:
+            timings.reset()
+        before = count_bytes() if turn >= warmup else 0
+        graph.invoke({"messages": [HumanMessage(content=f"turn {turn}: {TEXT}")]}, config, durability="sync")
+        if turn >= warmup:
+            written.append(count_bytes() - before)
+    result = {
+        "saver": name,
+        "size": size,
+        "seed_s": seed_s,
+        "bytes_per_turn": sum(written) / len(written),
+        **{f"{call}_p{p}": _percentile(samples, p) for call, samples in timings.calls.items() for p in (50, 95)},
+        "calls_per_turn": {call: len(samples) / turns for call, samples in timings.calls.items()},
+    }
+    if name == "ours":
+        from pyhub_ai.checkpoint import DjangoSaver
+
+        cold = []
+        for _ in range(COLD_SAMPLES):
+            fresh = DjangoSaver()
+            started = time.perf_counter()
+            fresh.get_tuple(config)
+            cold.append((time.perf_counter() - started) * 1000)
+        result["get_tuple_cold_p50"] = _percentile(cold, 50)
+    return result
+
+
+def run_worker(db: str, sizes: list[int], turns: int, warmup: int) -> dict:
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    from pyhub_ai.checkpoint import DjangoSaver
+
+    call_command("migrate", verbosity=0, interactive=False)
+    official, close = _official_saver(db)
+    results = []
+    try:
+        for size in sizes:
+            for name, saver in (("ours", DjangoSaver()), ("official", official)):
+                result = measure(name, saver, db, size, turns, warmup)
+                print(
+                    f"  [{db}] {name:>8} N={size:>6,}: put p50 {result['put_p50']:.2f} ms, get_tuple p50 "
+                    f"{result['get_tuple_p50']:.2f} ms, {result['bytes_per_turn'] / 1024:,.1f} KiB/turn",
+                    flush=True,
+                )
+                results.append(result)
+    finally:
+        close()
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version" if connection.vendor == "postgresql" else "SELECT sqlite_version()")
+        server_version = cursor.fetchone()[0]
+    return {"db": db, "server_version": server_version, "turns": turns, "warmup": warmup, "results": results}
+
+
+# ---- the runner (no Django here) ------------------------------------------------------------
+
+
+def _run_database(db: str, sizes: list[int], turns: int, warmup: int) -> dict:
+    from bench.history_scaling import create_throwaway_database
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.checkpointer_settings", "PYHUB_AI_BENCH_DB": db, "PYTHONPATH": str(ROOT)}
+    cleanup = []
+    if db == "sqlite":
+        directory = ROOT / "var" / "bench"
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"checkpointer-{os.getpid()}.sqlite3"
+        env["PYHUB_AI_BENCH_SQLITE_PATH"] = str(path)
+
+        def remove_files() -> None:
+            for base in (path, path.with_suffix(".official.sqlite3")):
+                for suffix in ("", "-journal", "-wal", "-shm"):
+                    Path(f"{base}{suffix}").unlink(missing_ok=True)
+
+        remove_files()
+        cleanup.append(remove_files)
+    else:
+        url = os.environ.get("PYHUB_AI_BENCH_POSTGRES_URL")
+        if not url:
+            raise SystemExit("PYHUB_AI_BENCH_POSTGRES_URL is not set: run `make bench`, or pass --db sqlite.")
+        name, drop_database = create_throwaway_database(url, "_checkpointer")
+        env["PYHUB_AI_BENCH_POSTGRES_NAME"] = name
+        cleanup.append(drop_database)
+    try:
+        with tempfile.NamedTemporaryFile("r", suffix=".json") as output:
+            command = [
+                sys.executable, "-m", "bench.checkpointer", "--worker", db, "--sizes", ",".join(map(str, sizes)),
+                "--turns", str(turns), "--warmup", str(warmup), "--json", output.name,
+            ]  # fmt: skip
+            subprocess.run(command, cwd=ROOT, env=env, check=True, timeout=WORKER_TIMEOUT)
+            return json.load(output)
+    finally:
+        for step in cleanup:
+            step()
+
+
+def render(runs: list[dict], command: str, elapsed: float) -> str:
+    label = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+    official = {"sqlite": "SqliteSaver", "postgres": "PostgresSaver"}
+    lines = [
+        "# LangGraph checkpointers: DjangoSaver vs. the official savers",
+        "",
+        __doc__.split("\n\n")[1].replace("\n", " "),
+        "",
+        "| Database | Saver | N messages | put p50 (ms) | put p95 (ms) | get_tuple p50 (ms) | get_tuple p95 (ms) | get_tuple, new process (ms) | written / turn (KiB) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in runs:
+        for row in run["results"]:
+            saver = "DjangoSaver" if row["saver"] == "ours" else official[run["db"]]
+            cold = f"{row['get_tuple_cold_p50']:.2f}" if "get_tuple_cold_p50" in row else "–"
+            lines.append(
+                f"| {label[run['db']]} {run['server_version']} | {saver} | {row['size']:,} | {row['put_p50']:.2f} | "
+                f"{row['put_p95']:.2f} | {row['get_tuple_p50']:.2f} | {row['get_tuple_p95']:.2f} | {cold} | "
+                f"{row['bytes_per_turn'] / 1024:,.1f} |"
+            )
+    lines += ["", "Ratios of p50 (targets: DjangoSaver ≤ "
+              f"{TARGET_VS_OFFICIAL}× the official saver at the smallest N; largest N / smallest N ≤ {TARGET_FLAT}):", ""]  # fmt: skip
+    for run in runs:
+        rows = {(row["saver"], row["size"]): row for row in run["results"]}
+        small, large = min(row["size"] for row in run["results"]), max(row["size"] for row in run["results"])
+        for call in ("put", "get_tuple"):
+            versus = rows[("ours", small)][f"{call}_p50"] / rows[("official", small)][f"{call}_p50"]
+            ours_flat = rows[("ours", large)][f"{call}_p50"] / rows[("ours", small)][f"{call}_p50"]
+            theirs_flat = rows[("official", large)][f"{call}_p50"] / rows[("official", small)][f"{call}_p50"]
+            lines.append(
+                f"- {label[run['db']]} `{call}`: DjangoSaver / {official[run['db']]} at N={small:,} = **{versus:.2f}**; "
+                f"N={large:,} / N={small:,}: DjangoSaver **{ours_flat:.2f}**, {official[run['db']]} {theirs_flat:.2f}"
+            )
+        ours_bytes = rows[("ours", large)]["bytes_per_turn"] / rows[("ours", small)]["bytes_per_turn"]
+        theirs_bytes = rows[("official", large)]["bytes_per_turn"] / rows[("official", small)]["bytes_per_turn"]
+        lines.append(
+            f"- {label[run['db']]} bytes written per turn, N={large:,} / N={small:,}: DjangoSaver **{ours_bytes:.2f}**, "
+            f"{official[run['db']]} {theirs_bytes:.1f}"
+        )
+    calls = runs[0]["results"][0]["calls_per_turn"]
+    lines += [
+        "",
+        f"Calls per turn: {calls['put']:.0f} put, {calls['get_tuple']:.0f} get_tuple. Seeding (one update_state of N messages, "
+        "not in the table): "
+        + "; ".join(
+            f"{label[run['db']]} {'DjangoSaver' if row['saver'] == 'ours' else official[run['db']]} "
+            f"{row['size']:,} in {row['seed_s']:.2f} s"
+            for run in runs
+            for row in run["results"]
+            if row["size"] == max(r["size"] for r in run["results"])
+        ),
+        "",
+        f"Command: `{command}`; {time.strftime('%Y-%m-%d %H:%M %Z')}; run time {elapsed:.0f} s.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.history_scaling import _sizes
+
+    parser = argparse.ArgumentParser(prog="python -m bench.checkpointer", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", default="sqlite,postgres", help="databases, comma-separated (default: sqlite,postgres)")
+    parser.add_argument("--sizes", type=_sizes, default=list(SIZES), help="thread lengths N (default: 10,1000,10000)")
+    parser.add_argument("--turns", type=int, default=TURNS, help=f"timed turns per N (default: {TURNS})")
+    parser.add_argument("--warmup", type=int, default=WARMUP, help=f"warm-up turns per N (default: {WARMUP})")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="the markdown table (default: bench/results/checkpointer.md)")
+    parser.add_argument("--worker", choices=["sqlite", "postgres"], help=argparse.SUPPRESS)
+    parser.add_argument("--json", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.turns < 2:
+        parser.error("--turns must be at least 2")
+    if args.worker:
+        Path(args.json).write_text(json.dumps(run_worker(args.worker, args.sizes, args.turns, args.warmup)))
+        return 0
+    command = os.environ.get("PYHUB_AI_BENCH_COMMAND") or shlex.join(["python", "-m", "bench.checkpointer", *(argv or [])])
+    started = time.perf_counter()
+    runs = []
+    for db in [db.strip() for db in args.db.split(",") if db.strip()]:
+        print(f"==> checkpointers on {db}: N = {', '.join(f'{n:,}' for n in args.sizes)}", flush=True)
+        runs.append(_run_database(db, args.sizes, args.turns, args.warmup))
+    report = render(runs, command, time.perf_counter() - started)
+    print()
+    print(report)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
