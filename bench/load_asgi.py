@@ -40,6 +40,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult  # noqa: E402
 
 from pyhub_ai.consumers import AgentChatConsumer  # noqa: E402
+from pyhub_ai.usage import Visitor  # noqa: E402
 
 #: Experiments, not used by `make bench`: PYHUB_AI_BENCH_LOAD_VARIANT=nogroup makes the chat
 #: consumer skip its thread's channel-layer group (no multi-tab relay), to measure what it costs.
@@ -92,11 +93,11 @@ class BenchChatConsumer(AgentChatConsumer):
     def get_llm(self) -> BaseChatModel:
         return MODEL
 
-    def get_rate_limit_identity(self) -> str:
+    def get_usage_visitor(self) -> Visitor:
         """Each connection is a different visitor (all come from 127.0.0.1 without a session,
-        which the app would count as one address); the limit (30/m) is still checked, in the
-        cache, for every turn."""
-        return f"visitor:{self.get_visitor_key()}"
+        which the app would count as one address); the limits are still checked, in the cache,
+        for every turn."""
+        return Visitor(session=self.get_visitor_key())
 
     if "nogroup" in VARIANTS:
 

@@ -28,6 +28,8 @@ ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 SILENCED_SYSTEM_CHECKS = ["pyhub_ai.W001"]
 OPENAI_API_KEY = ""
 OPENAI_BASE_URL = ""
+# Hundreds of visitors at once: the site-wide ceiling on model calls would refuse most turns.
+PYHUB_AI_GLOBAL_RATE_LIMIT = None
 
 _engine = os.environ.get("PYHUB_AI_BENCH_LOAD_DB", "sqlite")
 if _engine == "sqlite":

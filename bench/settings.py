@@ -20,6 +20,7 @@ DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 PYHUB_AI_OFFLINE_MODEL_DELAY = 0
 PYHUB_AI_RATE_LIMIT = None  # the benchmark runs dozens of turns in one thread
+PYHUB_AI_GLOBAL_RATE_LIMIT = None
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 SILENCED_SYSTEM_CHECKS = ["pyhub_ai.W001"]
 

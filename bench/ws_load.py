@@ -1008,7 +1008,7 @@ PROFILE_COMPONENTS = [
     ("LangChain BaseChatModel.astream (around the fake model)", "BaseChatModel.astream ("),
     ("Merging reply chunks (AIMessageChunk.__add__)", "AIMessageChunk.__add__ ("),
     ("Access check on every frame (check_access)", ".check_access ("),
-    ("Turn rate limit (allow_turn)", "allow_turn ("),
+    ("Model-call metering (admit_model_call)", "admit_model_call ("),
     ("Thread lock (thread_lock)", "thread_lock ("),
     ("Stored message → message object (message_object)", "message_object ("),
 ]

@@ -237,21 +237,27 @@ def check_token_counter(app_configs: Any = None, **kwargs: Any) -> list[Error]:
 
 @register(Tags.compatibility)
 def check_rate_limit(app_configs: Any = None, **kwargs: Any) -> list[Error]:
-    """pyhub_ai.E005: PYHUB_AI_RATE_LIMIT is not a rate like "30/m", or its cache does not exist."""
+    """pyhub_ai.E005: PYHUB_AI_RATE_LIMIT or PYHUB_AI_GLOBAL_RATE_LIMIT is not a rate like
+    "30/m", or the cache that counts them does not exist."""
     errors = []
-    if conf.RATE_LIMIT:
+    rates = {"PYHUB_AI_RATE_LIMIT": conf.RATE_LIMIT, "PYHUB_AI_GLOBAL_RATE_LIMIT": conf.GLOBAL_RATE_LIMIT}
+    for name, rate in rates.items():
+        if not rate:
+            continue
         try:
-            parse_rate(conf.RATE_LIMIT)
+            parse_rate(rate)
         except (TypeError, ValueError) as exc:
-            errors.append(Error(str(exc), hint='Use a rate like "30/m" (units s, m, h, d), or None to turn the limit off.', id="pyhub_ai.E005"))
-        if conf.RATE_LIMIT_CACHE not in settings.CACHES:
             errors.append(
-                Error(
-                    f"PYHUB_AI_RATE_LIMIT_CACHE = {conf.RATE_LIMIT_CACHE!r} is not a key of CACHES.",
-                    hint="Name one of your CACHES (a shared one, such as Redis, when several workers serve the chat).",
-                    id="pyhub_ai.E005",
-                )
+                Error(f"{name}: {exc}", hint='Use a rate like "30/m" (units s, m, h, d), or None to turn the limit off.', id="pyhub_ai.E005")
             )
+    if any(rates.values()) and conf.RATE_LIMIT_CACHE not in settings.CACHES:
+        errors.append(
+            Error(
+                f"PYHUB_AI_RATE_LIMIT_CACHE = {conf.RATE_LIMIT_CACHE!r} is not a key of CACHES.",
+                hint="Name one of your CACHES (a shared one, such as Redis, when several workers serve the chat).",
+                id="pyhub_ai.E005",
+            )
+        )
     return errors
 
 

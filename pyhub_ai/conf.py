@@ -94,12 +94,19 @@ class Settings:
 
     @property
     def RATE_LIMIT(self) -> str | None:
-        """Turns allowed per visitor, like ``"30/m"`` (s, m, h, d); ``None`` turns the limit off."""
+        """Model calls (turns, conversation starters, agent steps) allowed per visitor, like
+        ``"30/m"`` (s, m, h, d); ``None`` turns the limit off (see ``pyhub_ai.usage``)."""
         return getattr(settings, "PYHUB_AI_RATE_LIMIT", "30/m")
 
     @property
+    def GLOBAL_RATE_LIMIT(self) -> str | None:
+        """Model calls allowed for the whole site, every visitor together, like ``"600/m"``;
+        ``None`` turns the ceiling off."""
+        return getattr(settings, "PYHUB_AI_GLOBAL_RATE_LIMIT", "600/m")
+
+    @property
     def RATE_LIMIT_CACHE(self) -> str:
-        """The cache (a key of ``CACHES``) that counts turns; share it between workers."""
+        """The cache (a key of ``CACHES``) that counts model calls; share it between workers."""
         return getattr(settings, "PYHUB_AI_RATE_LIMIT_CACHE", "default")
 
     @property

@@ -39,6 +39,10 @@ logger = logging.getLogger(__name__)
 Status = ConversationMessage.Status
 
 
+class ThreadAlreadyStarted(Exception):
+    """A conversation starter found the thread no longer empty (another tab started it)."""
+
+
 class DuplicateMessage(Exception):
     """A message with this idempotency key is already stored in the thread (``existing``)."""
 
@@ -183,12 +187,19 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
             turn.ai.pk, content=turn.ai.content, status=Status.STREAMING, token_count=turn.ai.token_count
         )
 
-    async def ahas_messages(self) -> bool:
-        """Whether this thread has any stored message at all (hidden ones included)."""
-        conversation_id = self._conversation_id or await self._afind_conversation_id()
+    def has_messages(self) -> bool:
+        """Whether this thread has any stored message at all (hidden ones included).
+
+        The chat consumer asks it in the transaction that takes the thread's lock before it
+        stores a conversation starter, so a thread is started once (``ChatMixin.run_turn``).
+        """
+        conversation_id = self._conversation_id or self._find_conversation_id()
         if conversation_id is None:
             return False
-        return await self._thread_queryset(conversation_id).aexists()
+        return self._thread_queryset(conversation_id).exists()
+
+    async def ahas_messages(self) -> bool:
+        return await sync_to_async(self.has_messages)()
 
     def start_turn(
         self, human_message: HumanMessage, *, visible: bool = True, idempotency_key: str = "", lease: locks.Lease | None = None

@@ -12,8 +12,10 @@ from mysite.settings import BASE_DIR, DATABASES
 SECRET_KEY = "pyhub-ai-tests"
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-# Tests that count turns set their own limit (tests/test_policies.py).
-PYHUB_AI_RATE_LIMIT = None
+# Tests that count model calls set their own limits (tests/test_policies.py, tests/test_metering.py:
+# its daphne children read them from the environment).
+PYHUB_AI_RATE_LIMIT = os.environ.get("PYHUB_AI_RATE_LIMIT") or None
+PYHUB_AI_GLOBAL_RATE_LIMIT = os.environ.get("PYHUB_AI_GLOBAL_RATE_LIMIT") or None
 # One stream_delta per token, so tests can count them (tests/test_stop_and_crash.py checks the batching).
 PYHUB_AI_STREAM_DELTA_INTERVAL = 0
 # 0 (instant replies) unless the environment says otherwise: the multi-process tests give their

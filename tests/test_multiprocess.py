@@ -29,6 +29,7 @@ from example.models import LLMChatRoom
 from pyhub_ai.locks import is_locked, thread_key
 from pyhub_ai.models import ConversationMessage, ThreadLock
 from tests.live_server import LiveServer, run_daphnes
+from tests.test_thread_start import open_empty_thread_in_many_tabs
 from tests.ws_client import FRAME_TIMEOUT, Client, signed_in_cookie
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.django_db(transaction=True)]
@@ -288,3 +289,9 @@ async def test_a_reply_cut_by_a_killed_process_is_kept_as_interrupted(servers, r
         await wait_until_unlocked(key, FRAME_TIMEOUT)
     finally:
         await tab2.close()
+
+
+async def test_five_tabs_on_two_processes_start_an_empty_thread_once(servers, room, user) -> None:
+    """Five tabs of one user open the room's empty thread together, spread over both processes:
+    one hidden starter, one greeting (one model call), and every tab shows that greeting."""
+    await open_empty_thread_in_many_tabs(servers, room, user)

@@ -158,3 +158,15 @@ def test_rates_are_parsed_and_bad_ones_are_refused_by_check_e005(settings):
     assert [e.id for e in checks.check_rate_limit()] == ["pyhub_ai.E005"]
     settings.PYHUB_AI_RATE_LIMIT = None
     assert checks.check_rate_limit() == []
+
+
+def test_a_bad_site_wide_ceiling_is_refused_by_check_e005(settings):
+    settings.PYHUB_AI_RATE_LIMIT = None
+    settings.PYHUB_AI_GLOBAL_RATE_LIMIT = "plenty"
+    errors = checks.check_rate_limit()
+    assert [e.id for e in errors] == ["pyhub_ai.E005"] and "PYHUB_AI_GLOBAL_RATE_LIMIT" in errors[0].msg
+    settings.PYHUB_AI_GLOBAL_RATE_LIMIT = "600/m"
+    settings.PYHUB_AI_RATE_LIMIT_CACHE = "nope"
+    assert [e.id for e in checks.check_rate_limit()] == ["pyhub_ai.E005"]
+    settings.PYHUB_AI_GLOBAL_RATE_LIMIT = None
+    assert checks.check_rate_limit() == []

@@ -15,6 +15,7 @@ from ..artifacts import store_artifact
 from ..conf import conf
 from ..display import message_object
 from ..history import DjangoChatMessageHistory, Turn
+from ..usage import admit_model_call
 
 logger = logging.getLogger("pyhub_ai.agent")
 
@@ -40,7 +41,8 @@ class AgentMixin:
     model bound to ``get_tools()``; when a step calls tools, the consumer sends a
     ``tool_call`` frame, runs them (``run_tool_call()``, at most ``PYHUB_AI_TOOL_TIMEOUT``
     seconds each), stores the step with its results (``aadd_tool_step``), sends a
-    ``tool_result`` frame per result and lets the model continue — at most
+    ``tool_result`` frame per result and lets the model continue — each further step counted by
+    ``pyhub_ai.usage.admit_model_call`` before the model is called, at most
     ``PYHUB_AI_AGENT_MAX_STEPS`` steps and ``PYHUB_AI_AGENT_TIMEOUT`` seconds per turn.
     A tool that fails or times out becomes an error ``ToolMessage`` the model can read.
     """
@@ -64,8 +66,11 @@ class AgentMixin:
         tools_by_name = {tool.name: tool for tool in tools}
         llm = self.get_llm().bind_tools(tools)
         messages = list(prompt)
+        visitor = self.get_usage_visitor()
         async with asyncio.timeout(conf.AGENT_TIMEOUT):
-            for _ in range(conf.AGENT_MAX_STEPS):
+            for step_number in range(conf.AGENT_MAX_STEPS):
+                if step_number:  # the first step was counted when the turn started (run_turn)
+                    await sync_to_async(admit_model_call)(visitor)
                 reply = await self.stream_reply(turn, messages, llm, history)
                 step = message_chunk_to_message(reply) if reply is not None else None
                 if step is None or not step.tool_calls:

@@ -12,11 +12,11 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 
 from ..conf import conf
 from ..display import message_object
-from ..history import DjangoChatMessageHistory, DuplicateMessage, Turn
+from ..history import DjangoChatMessageHistory, DuplicateMessage, ThreadAlreadyStarted, Turn
 from ..llm import STARTER_FLAG, OpenAIReplyStream, ReplyStream, reply_stream
 from ..locks import Lease, ThreadBusy, thread_lock
 from ..models import ConversationMessage
-from ..ratelimit import allow_turn
+from ..usage import UsageLimited, Visitor, admit_model_call
 from .protocol import FrameError
 
 logger = logging.getLogger("pyhub_ai.chat")
@@ -56,30 +56,40 @@ class ChatMixin:
     async def start_turn(self, text: str, idempotency_key: str = "") -> None:
         if self.is_turn_running():
             raise FrameError("turn_in_progress", gettext("Please wait until the current reply is finished."))
-        await self._launch_turn(
-            self.run_turn(HumanMessage(content=text), idempotency_key=idempotency_key, rate_limit_identity=self.get_rate_limit_identity())
-        )
+        await self._launch_turn(self.run_turn(HumanMessage(content=text), idempotency_key=idempotency_key))
 
-    def get_rate_limit_identity(self) -> str:
-        """Whose turns ``PYHUB_AI_RATE_LIMIT`` counts: the user, the anonymous session, or (with
-        no session) the client's address."""
+    def get_usage_visitor(self) -> Visitor:
+        """Whom the model calls of this connection are counted for (``pyhub_ai.usage``): the
+        signed-in user; else the anonymous session (if any) and the client's address."""
         user = self.get_user()
+        client = self.scope.get("client") or ("",)
         if user.is_authenticated:
-            return f"user:{user.pk}"
-        if getattr(self.scope.get("session"), "session_key", None):
-            return f"visitor:{self.get_visitor_key()}"
-        client = self.scope.get("client") or ("unknown",)
-        return f"address:{client[0]}"  # no session: reconnecting must not reset the count
+            return Visitor(user_id=user.pk, address=client[0])
+        has_session = bool(getattr(self.scope.get("session"), "session_key", None))
+        return Visitor(session=self.get_visitor_key() if has_session else "", address=client[0])
 
     async def start_first_turn(self) -> None:
-        """Start the conversation with ``llm_first_user_message_template`` if the thread is empty.
+        """Start an empty thread with ``llm_first_user_message_template`` (called by the
+        consumer after connect, when the thread's first history page is empty).
 
-        The starter message is stored hidden: it reaches the model, not the page.
+        The starter message is stored hidden: it reaches the model, not the page. Whether the
+        thread is still empty is decided in the transaction that takes the thread's lock
+        (``run_turn(only_if_empty=True)``): of several tabs or workers opening an empty thread at
+        once, one starts it; the others show its greeting (``on_thread_already_started()``).
         """
         first_message = self.get_llm_first_user_message()
-        if first_message and not await self.history.ahas_messages():
+        if first_message:
             starter = HumanMessage(content=first_message, additional_kwargs={STARTER_FLAG: True})
-            await self._launch_turn(self.run_turn(starter, visible=False))
+            await self._launch_turn(self.run_turn(starter, visible=False, only_if_empty=True))
+
+    async def on_thread_already_started(self) -> None:
+        """Another tab or worker started the thread this connection meant to start: send its
+        newest messages (as ``message`` frames, which the page adds or updates by id), in case
+        this tab joined too late to see that turn live."""
+        self._reply_open = False
+        rows, _ = await self.history.aget_page()
+        for row in rows:
+            await self.send_frame("message", message=message_object(row))
 
     async def _launch_turn(self, turn: Any) -> None:
         if self._turn_task is not None:
@@ -126,20 +136,24 @@ class ChatMixin:
         await self.send_turn_frame("error", code=code, message=message, turn_id=str(turn.turn_id))
 
     async def run_turn(
-        self, human_message: HumanMessage, *, visible: bool = True, idempotency_key: str = "", rate_limit_identity: str | None = None
+        self, human_message: HumanMessage, *, visible: bool = True, idempotency_key: str = "", only_if_empty: bool = False
     ) -> None:
         """Run one turn while holding the thread's lock, so turns from several tabs or workers
         never interleave and each reply is built from a complete history.
 
-        The database call that takes the lock also counts the turn for ``PYHUB_AI_RATE_LIMIT``
-        (as ``rate_limit_identity``'s, when given) and stores the human message
-        (``DjangoChatMessageHistory.start_turn``); the one that stores the reply releases it.
+        The database call that takes the lock also checks, with ``only_if_empty``, that the
+        thread is still empty (else ``on_thread_already_started()``), then counts the model call
+        (``pyhub_ai.usage.admit_model_call`` for ``get_usage_visitor()``: a refusal stores
+        nothing) and stores the human message (``DjangoChatMessageHistory.start_turn``); the one
+        that stores the reply releases the lock.
         """
         history = self.history
+        visitor = self.get_usage_visitor()
 
         def start(lease: Lease) -> Turn:  # runs in the transaction that takes the lock
-            if rate_limit_identity is not None and not allow_turn(rate_limit_identity):
-                raise FrameError("rate_limited", gettext("You are sending messages too fast. Please wait a moment."))
+            if only_if_empty and history.has_messages():
+                raise ThreadAlreadyStarted()
+            admit_model_call(visitor)
             return history.start_turn(human_message, visible=visible, idempotency_key=idempotency_key, lease=lease)
 
         lease = None
@@ -148,6 +162,10 @@ class ChatMixin:
                 await self.run_locked_turn(history, lease.value, human_message, visible=visible)
         except ThreadBusy:
             await self.fail_reply("conversation_busy", gettext("This conversation is busy with another reply. Please try again."))
+        except ThreadAlreadyStarted:  # nothing was stored
+            await self.on_thread_already_started()
+        except UsageLimited as refusal:  # nothing was stored
+            await self.fail_reply(refusal.code, refusal.client_message)
         except FrameError as refusal:  # nothing was stored
             await self.fail_reply(refusal.code, refusal.message)
         except DuplicateMessage as duplicate:
@@ -184,6 +202,10 @@ class ChatMixin:
                 raise
             asyncio.current_task().uncancel()
             await self.end_reply("stream_end", turn_id=str(turn.turn_id), message=message_object(turn.ai))
+            return
+        except UsageLimited as refusal:  # a further step of a tool-calling turn (AgentMixin), not begun
+            if await self._store_reply(history, turn, None, Status.ERROR):
+                await self.fail_turn(turn, refusal.code, refusal.client_message)
             return
         except DatabaseError as exc:
             logger.error("Could not save the reply of turn %s while it streamed: %r", turn.turn_id, exc)
