@@ -68,14 +68,17 @@ def readme_steps(text: str | None = None) -> list[Step]:
     return steps
 
 
-def fresh_venv(directory: Path) -> Path:
-    """A new virtual environment with a wheel of this checkout installed; returns its ``bin``."""
-    wheels = directory / "wheels"
+def build_wheel(directory: Path) -> Path:
+    """``pip wheel`` of this checkout (no dependencies) into ``directory``; returns the wheel."""
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(directory), str(ROOT)],
         check=True, capture_output=True, text=True,
     )
-    wheel = next(wheels.glob("pyhub_ai-*.whl"))
+    return next(directory.glob("pyhub_ai-*.whl"))
+
+
+def fresh_venv(directory: Path, wheel: Path) -> Path:
+    """A new virtual environment with ``wheel`` installed as a user would; returns its ``bin``."""
     venv.create(directory / "venv", with_pip=True)
     bin_dir = directory / "venv" / "bin"
     subprocess.run(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +27,7 @@ import pytest
 from playwright.async_api import Page, async_playwright, expect
 
 from tests.live_server import ARTIFACTS, _accepts_connections, _stop, _tail, free_port
-from tests.readme_project import LANGCHAIN_ONLY, OWN_CONSUMER, BlankProject, fresh_venv, readme_section, readme_steps
+from tests.readme_project import LANGCHAIN_ONLY, OWN_CONSUMER, BlankProject, build_wheel, fresh_venv, readme_section, readme_steps
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, Problems, screenshot
 
 pytestmark = pytest.mark.blank_project
@@ -39,9 +40,14 @@ AI_COMPLETE = '#pyhub-chat-messages .pyhub-msg[data-role="ai"][data-status="comp
 
 
 @pytest.fixture(scope="module")
-def venv_bin(tmp_path_factory) -> Path:
+def wheel(tmp_path_factory) -> Path:
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="module")
+def venv_bin(tmp_path_factory, wheel) -> Path:
     """One fresh environment with the wheel installed, shared by this module's projects."""
-    return fresh_venv(tmp_path_factory.mktemp("readme-venv"))
+    return fresh_venv(tmp_path_factory.mktemp("readme-venv"), wheel)
 
 
 @contextmanager
@@ -243,3 +249,23 @@ def test_the_readme_section_applies_every_block_it_shows() -> None:
     assert "daphne mysite.asgi:application" in commands
     assert "python manage.py startapp chat" in commands
     assert readme_section().count("```python") == len([step for step in steps if step.path])
+
+
+def test_the_wheel_holds_the_app_and_nothing_else(wheel) -> None:
+    """Code, templates, static files, migrations and compiled translations; no tests, no demo,
+    no translation sources; small."""
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {name.split("/")[0] for name in names}
+
+    assert top_level == {"pyhub_ai", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}
+    for expected in (
+        "pyhub_ai/migrations/0001_initial.py",
+        "pyhub_ai/templates/pyhub_ai/chat_room_ws.html",
+        "pyhub_ai/templates/registration/login.html",
+        "pyhub_ai/static/pyhub_ai/chat.js",
+        "pyhub_ai/locale/ko/LC_MESSAGES/django.mo",
+        "pyhub_ai/py.typed",
+    ):
+        assert expected in names
+    assert not [name for name in names if name.endswith(".po") or "/tests/" in name or name.endswith(".pyc")]
+    assert wheel.stat().st_size < 400_000, f"{wheel.name}: {wheel.stat().st_size:,} bytes"
