@@ -9,13 +9,13 @@ conversation in the room gets one of their own, linked by a ``RoomConversation``
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.exceptions import ObjectDoesNotExist
-from django.db import models
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.db import models, transaction
 from django.utils import translation
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext, gettext_lazy as _
 from django_lifecycle import BEFORE_CREATE, LifecycleModel, hook
 
-from pyhub_ai.models import Conversation
+from pyhub_ai.models import Conversation, ConversationMessage
 
 
 class Language(models.TextChoices):
@@ -123,11 +123,38 @@ class LLMChatRoom(LifecycleModel):
             models.Q(pk=self.conversation_id) | models.Q(room_conversation__room=self, user=user)
         )
 
-    def delete_with_conversations(self) -> None:
-        """Delete the room with every conversation in it (every user's threads)."""
-        Conversation.objects.filter(
-            models.Q(pk=self.conversation_id) | models.Q(room_conversation__room=self)
-        ).delete()  # cascades to this room and its RoomConversation rows
+    def has_conversations_of_others(self, user) -> bool:
+        """Whether anybody but ``user`` has something in this room: a thread of the room's first
+        conversation (another user's, or an anonymous visitor's), or a conversation they started."""
+        others_threads = ConversationMessage.objects.filter(conversation_id=self.conversation_id).exclude(user=user)
+        others_conversations = self.room_conversations.exclude(conversation__user=user)
+        return others_threads.exists() or others_conversations.exists()
+
+    def can_delete(self, user) -> bool:
+        """Whether ``user`` may delete the room, and so every conversation in it.
+
+        Its creator (or staff) may, while nothing in it is anybody else's; a moderator who may
+        delete conversations (the ``pyhub_ai.delete_conversation`` permission, as in the admin)
+        may in any case.
+        """
+        if not self.can_manage(user):
+            return False
+        return user.has_perm("pyhub_ai.delete_conversation") or not self.has_conversations_of_others(user)
+
+    def delete_as(self, user) -> None:
+        """Delete the room with every conversation in it, if ``user`` may (``can_delete()``);
+        ``PermissionDenied`` otherwise.
+
+        Decided and done in one transaction that first locks the room's conversations: a
+        message stored in one of them meanwhile is either seen by the check, or waits and then
+        finds its conversation gone. Never deletes what ``can_delete()`` did not see.
+        """
+        with transaction.atomic():
+            conversations = Conversation.objects.filter(models.Q(pk=self.conversation_id) | models.Q(room_conversation__room=self))
+            locked = list(Conversation.objects.select_for_update().filter(pk__in=conversations.values("pk")).values_list("pk", flat=True))
+            if not self.can_delete(user):
+                raise PermissionDenied(gettext("Other people have conversations in this room, so you cannot delete it."))
+            Conversation.objects.filter(pk__in=locked).delete()  # cascades to this room and its RoomConversation rows
 
     @staticmethod
     def of_conversation(conversation: Conversation) -> LLMChatRoom | None:

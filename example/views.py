@@ -1,7 +1,9 @@
 """The seed-004 chat view, and the room pages a demo needs around it.
 
 Access rules: every page needs a signed-in user. Rooms are shared — everyone may chat in any
-room, each in private threads — but only a room's creator (or staff) may edit or delete it.
+room, each in private threads — but only a room's creator (or staff) may edit or delete it, and
+deleting it while other people have conversations in it needs the permission to delete
+conversations (``LLMChatRoom.can_delete``; docs/security.md).
 A user sees only their own messages: the counts, titles and conversation lists below are
 always filtered to ``request.user``, and a conversation somebody else started is a 404.
 """
@@ -241,12 +243,23 @@ class RoomUpdateView(LoginRequiredMixin, ManageRoomMixin, RoomFormMixin, UpdateV
 
 
 class RoomDeleteView(LoginRequiredMixin, ManageRoomMixin, DeleteView):
-    """Asks for confirmation (GET), then deletes the room with every conversation in it (POST)."""
+    """Asks for confirmation (GET), then deletes the room with every conversation in it (POST).
+
+    Only when the user may delete all of it (``LLMChatRoom.can_delete``): while other people
+    have conversations in the room, its creator is told so and nothing is deleted.
+    """
 
     template_name = "example/room_confirm_delete.html"
     context_object_name = "room"
 
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return {**super().get_context_data(**kwargs), "can_delete": self.object.can_delete(self.request.user)}
+
     def form_valid(self, form):
-        self.object.delete_with_conversations()
+        try:
+            self.object.delete_as(self.request.user)
+        except PermissionDenied as refusal:
+            messages.error(self.request, str(refusal))
+            return redirect("example:chat", room_pk=self.object.pk)
         messages.success(self.request, _("The room was deleted."))
         return redirect("example:room_list")

@@ -198,20 +198,6 @@ def test_deleting_asks_for_confirmation_first(alice, room):
     assert LLMChatRoom.objects.filter(pk=room.pk).exists()
 
 
-def test_deleting_a_room_deletes_every_conversation_in_it(alice, room, user_a, user_b):
-    store(room.conversation, user_b, HumanMessage("bob's thread"))
-    later = Conversation.objects.create(user=user_a)
-    RoomConversation.objects.create(room=room, conversation=later)
-    other_room = LLMChatRoom.objects.create()
-
-    response = alice.post(reverse("example:room_delete", args=[room.pk]))
-
-    assert response.status_code == 302 and response["Location"] == reverse("example:room_list")
-    assert list(LLMChatRoom.objects.all()) == [other_room]
-    assert list(Conversation.objects.all()) == [other_room.conversation]
-    assert not ConversationMessage.objects.exists()
-
-
 @pytest.mark.parametrize(
     "name, data",
     [
