@@ -12,9 +12,12 @@ Runs the benchmarks and writes bench/results/latest.md:
 * ``load``: concurrent websocket conversations on real daphne processes, SQLite + in-memory
   layer, PostgreSQL + Redis, one and two processes, vs. a bare-consumer baseline, with an
   in-process fake model: the lower bound (bench/ws_load.py; its section: bench/results/load.md,
-  the py-spy profile: profile.md).
+  the py-spy profile: profile.md);
+* ``checkpointer``: LangGraph checkpointers, ``pyhub_ai.checkpoint.DjangoSaver`` vs. the official
+  SqliteSaver and PostgresSaver, put/get_tuple and bytes per turn at 10, 1,000 and 10,000
+  messages (bench/checkpointer.py; its section: bench/results/checkpointer.md).
 
-``--only history``, ``--only production`` or ``--only load`` runs one of them; latest.md is then
+``--only history``, ``--only production``, ``--only load`` or ``--only checkpointer`` runs one of them; latest.md is then
 assembled from the fresh section and the last ones written of the others
 (``--production-quick``: one configuration of the production benchmark). Options of the history benchmark are
 passed through (``--db``, ``--sizes``, ``--turns``, ...); the load benchmark's options start with
@@ -34,10 +37,14 @@ def assemble(failed: dict[str, str]) -> None:
     """latest.md = history.md + load.md (+ a link to profile.md); a section whose benchmark
     failed in this run is kept from its last run, under a warning."""
     from bench.prod_load import PRODUCTION_PROFILE, PRODUCTION_RESULTS
+    from bench.checkpointer import RESULTS as CHECKPOINTER_RESULTS
     from bench.ws_load import LOAD_RESULTS, PROFILE_RESULTS
 
     parts = []
-    sections = (("production", PRODUCTION_RESULTS), ("history", HISTORY_RESULTS), ("load", LOAD_RESULTS))
+    sections = (
+        ("production", PRODUCTION_RESULTS), ("history", HISTORY_RESULTS), ("load", LOAD_RESULTS),
+        ("checkpointer", CHECKPOINTER_RESULTS),
+    )  # fmt: skip
     for name, path in sections:
         if not path.exists():
             continue
@@ -61,7 +68,7 @@ def main(argv: list[str]) -> int:
         prog="python -m bench", description=__doc__.split("\n\n")[0], add_help=False,
         epilog="Other options go to the history benchmark (listed below).",
     )  # fmt: skip
-    parser.add_argument("--only", choices=["history", "production", "load"], help="run one benchmark (default: all)")
+    parser.add_argument("--only", choices=["history", "production", "load", "checkpointer"], help="run one benchmark (default: all)")
     parser.add_argument("--production-quick", action="store_true", help="one configuration of the production benchmark")
     parser.add_argument("--load-scenarios", help="sqlite, postgres, two (default: all)")
     parser.add_argument("--load-sizes", help="N of the SQLite load scenario (default: 100,500,1000)")
@@ -76,7 +83,7 @@ def main(argv: list[str]) -> int:
         from bench.history_scaling import main as history_main
 
         return history_main(["--help"])  # exits
-    if args.only in ("load", "production") and history_argv:
+    if args.only in ("load", "production", "checkpointer") and history_argv:
         parser.error(f"unrecognized arguments for --only {args.only}: {' '.join(history_argv)}")
 
     status = 0
@@ -118,6 +125,15 @@ def main(argv: list[str]) -> int:
         except Exception as exc:  # noqa: BLE001
             print(f"\nThe websocket load benchmark FAILED ({exc!r}).\n", flush=True)
             failed["load"] = type(exc).__name__
+            status = 1
+    if args.only in (None, "checkpointer"):
+        from bench.checkpointer import main as checkpointer_main
+
+        try:
+            status = checkpointer_main([]) or status
+        except Exception as exc:  # noqa: BLE001
+            print(f"\nThe checkpointer benchmark FAILED ({exc!r}).\n", flush=True)
+            failed["checkpointer"] = type(exc).__name__
             status = 1
     assemble(failed)
     return status

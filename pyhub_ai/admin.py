@@ -338,3 +338,7 @@ class ConversationMessageAdmin(admin.ModelAdmin):
     @admin.display(description=_("message"))
     def rendered(self, row: ConversationMessage):
         return render_message(row)
+
+
+# LangGraph's checkpoints (pyhub_ai.checkpoint): read-only pages of their own.
+from . import checkpoint_admin  # noqa: E402, F401

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import operator
 import threading
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
@@ -66,11 +65,12 @@ class ThreadRows:
 
 @dataclass(frozen=True)
 class MessageList:
-    """A stored message list: its runs, and per message its row id (``pks``)."""
+    """A stored message list: its runs, and per message its row id (``pks``). Never modified
+    once made (lists, not tuples: comparing lists of the same objects is a C loop)."""
 
     runs: tuple[Run, ...]
-    pks: tuple[int, ...]
-    messages: tuple[BaseMessage, ...]
+    pks: list[int]
+    messages: list[BaseMessage]
 
 
 def encode_runs(runs: Sequence[Run]) -> bytes:
@@ -159,22 +159,19 @@ def store(
         else:
             pending.append(next(new_pks))
     builder.add_new(pending)
-    return MessageList(runs=tuple(builder.runs), pks=tuple(builder.pks), messages=tuple(messages))
+    return MessageList(runs=tuple(builder.runs), pks=builder.pks, messages=list(messages))
 
 
 def _longest_prefix_base(messages: list[BaseMessage], bases: Sequence[MessageList]) -> MessageList | None:
     """The longest base list whose messages are the first messages of ``messages``: the same
-    objects (the usual case, checked in C), else equal ones (lists read again from the rows)."""
-    for same in (operator.is_, operator.eq):
-        best = None
-        for base in bases:
-            size = len(base.messages)
-            if size <= len(messages) and (best is None or size > len(best.messages)):
-                if all(map(same, base.messages, messages)):
-                    best = base
-        if best is not None:
-            return best
-    return None
+    objects (the usual case: list equality checks identity first, in C), or equal ones (lists
+    read again from the rows)."""
+    best = None
+    for base in bases:
+        size = len(base.messages)
+        if size <= len(messages) and (best is None or size > len(best.messages)) and messages[:size] == base.messages:
+            best = base
+    return best
 
 
 def _match_items(messages: list[BaseMessage], bases: Sequence[MessageList]) -> list[Any]:
@@ -271,7 +268,7 @@ def load(thread: ThreadRows, runs: tuple[Run, ...], bases: Sequence[MessageList]
     for pk, message in _read_runs(thread, todo, using):
         pks.append(pk)
         messages.append(message)
-    return MessageList(runs=runs, pks=tuple(pks), messages=tuple(messages))
+    return MessageList(runs=runs, pks=pks, messages=messages)
 
 
 def _longest_run_prefix(runs: tuple[Run, ...], bases: Sequence[MessageList]) -> tuple[MessageList | None, int]:
