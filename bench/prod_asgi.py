@@ -12,7 +12,8 @@ benchmark's OpenAI-compatible server, bench/model_server.py). Websocket routes, 
   for a reply to the same prompt (system prompt, ``history_messages(window)``, the user's
   message) with ``client``: ``http`` (a minimal asyncio HTTP client: the floor), ``sdk`` (the
   openai SDK, ``chat.completions.create(stream=True)``) or ``langchain`` (``ChatOpenAI.astream``
-  of the model ``get_chat_model()`` builds for the chat consumer).
+  of the model ``get_chat_model()`` builds for the chat consumer); ``http_every`` is the floor
+  sending one ``stream_delta`` per token (how the issue's first measurement sent them).
 """
 from __future__ import annotations
 
@@ -58,7 +59,9 @@ def history_messages(window: int) -> list[BaseMessage]:
 
 class ProdChatConsumer(AgentChatConsumer):
     """The app's consumer, as a user writes it; open to anonymous visitors, one seeded thread
-    per conversation (its visitor key is the conversation's pk)."""
+    per conversation (its visitor key is the conversation's pk). All connections come from
+    127.0.0.1 without a session, so the turn rate limit counts them as one visitor:
+    bench/prod_settings.py sets a limit far above the benchmark's turns (still checked)."""
 
     llm_model = MODEL
     llm_system_prompt_template = SYSTEM_PROMPT
@@ -71,10 +74,6 @@ class ProdChatConsumer(AgentChatConsumer):
 
     def get_history_max_messages(self) -> int:
         return self.scope["url_route"]["kwargs"]["window"]
-
-    def get_rate_limit_identity(self) -> str:
-        """One visitor per connection (the limit is still checked, in the cache, every turn)."""
-        return f"visitor:{self.get_visitor_key()}"
 
 
 @cache
@@ -135,7 +134,7 @@ async def langchain_tokens(window: int, text: str) -> AsyncIterator[str]:
             yield chunk.text
 
 
-CLIENTS = {"http": http_tokens, "sdk": sdk_tokens, "langchain": langchain_tokens}
+CLIENTS = {"http": http_tokens, "http_every": http_tokens, "sdk": sdk_tokens, "langchain": langchain_tokens}
 
 
 class BareClientConsumer(AsyncJsonWebsocketConsumer):
@@ -154,7 +153,8 @@ class BareClientConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "message", "message": human})
         await self.send_json({"type": "stream_start", "turn_id": turn_id, "message_id": 2})
         loop = asyncio.get_running_loop()
-        interval, last, texts, unsent = conf.STREAM_DELTA_INTERVAL, 0.0, [], []
+        interval = 0.0 if kwargs["client"] == "http_every" else conf.STREAM_DELTA_INTERVAL
+        last, texts, unsent = 0.0, [], []
         async for text in tokens:
             texts.append(text)
             unsent.append(text)

@@ -57,7 +57,7 @@ def plan(scenarios: list[str], quick: bool, profile: bool) -> dict[str, list[dic
         runs = [
             {"name": f"{consumer}-{tokens}t-w{window}", "consumer": consumer, "tokens": tokens, "window": window,
              "n": N, "processes": 1, "phase": phase}
-            for tokens, window in configs for consumer in CONSUMERS
+            for tokens, window in configs for consumer in CONSUMERS + (("http_every",) if (tokens, window) == (200, 50) else ())
         ]  # fmt: skip
         if profile and ws_load.py_spy_path():
             runs.append({"name": "profile-fast-200t-w50", "consumer": "fast", "tokens": 200, "window": 50, "n": N,

@@ -10,6 +10,7 @@ from bench import ws_load
 
 LABELS = {
     "http": "bare consumer + minimal asyncio HTTP client (the floor)",
+    "http_every": "the floor, one `stream_delta` frame per token",
     "sdk": "bare consumer + openai SDK `chat.completions.create(stream=True)`",
     "langchain": "bare consumer + `ChatOpenAI.astream`",
     "standard": "**pyhub_ai, before** (`PYHUB_AI_LLM_FAST_STREAM = False`: `ChatOpenAI.astream`)",
