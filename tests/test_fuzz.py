@@ -432,3 +432,132 @@ def test_deeply_nested_json_text_raises_codec_error():
 def test_malformed_payloads_found_by_the_fuzzer_raise_codec_error(payload):
     with pytest.raises(codec.CodecError):
         codec.decode(payload)
+
+
+# ---- (c) URLs at every route -------------------------------------------------------------------
+
+#: Path values every route with an id or a path in it is tried with, for every kind of visitor.
+EXTREME_VALUES = [
+    "0", "1", "-1", "9223372036854775807", "9223372036854775808", str(10**30), "1" * 40, "1e3", "0x10",
+    "%00", "..", "../..", "a%2Fb", "🙂", "안녕", " ", "null", "<script>",
+]
+#: What a route may answer a visitor's request with: never a server error. (405: a GET of a
+#: POST-only view; 400: a request Django itself finds malformed.)
+ALLOWED_STATUS = {400, 403, 404, 405}
+_ROUTE_PART = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<name>[^>]+)>")
+
+
+def project_routes() -> list[tuple[str, ...]]:
+    """Every URL pattern of the project (the demo's, pyhub_ai.urls', the admin's), as the
+    route or regex of each level, outermost first."""
+    from django.urls import URLResolver, get_resolver
+
+    def walk(resolver, prefix):
+        for pattern in resolver.url_patterns:
+            parts = (*prefix, str(pattern.pattern))
+            if isinstance(pattern, URLResolver):
+                yield from walk(pattern, parts)
+            else:
+                yield parts
+
+    return sorted(set(walk(get_resolver(), ())))
+
+
+def segment_values(converter: str | None) -> st.SearchStrategy:
+    """Random path values for a ``<converter:name>`` (and for a regex group)."""
+    numbers = st.integers(-5, 10**40).map(str) | st.from_regex(r"[0-9]{1,40}", fullmatch=True)
+    texts = st.text(min_size=1, max_size=30).filter(lambda text: "/" not in text)
+    extremes = st.sampled_from(EXTREME_VALUES)
+    if converter in ("int", "pk"):
+        return extremes | numbers
+    if converter == "path":
+        return extremes | numbers | st.text(min_size=1, max_size=40)
+    return extremes | numbers | texts
+
+
+_CATCH_ALL = re.compile(r"\^?(?P<prefix>[^()]*)\(\?P<\w+>\.\*\)\$")
+
+
+def build_url(parts: tuple[str, ...], value_for) -> str:
+    """A percent-encoded path that reaches the route ``parts``; ``value_for(kind)`` gives each
+    value: ``kind`` is a converter name (``"path"`` for a catch-all regex group), or the regex of
+    another ``re_path`` level, which the value must match."""
+    from urllib.parse import quote
+
+    texts = []
+    for part in parts:
+        catch_all = _CATCH_ALL.fullmatch(part)
+        if catch_all:  # re_path("^media/(?P<path>.*)$"): its fixed text, then any value
+            texts += [catch_all["prefix"], value_for("path")]
+        elif part.startswith("^") or part.endswith("$"):  # another re_path
+            texts.append(value_for(part))
+        else:
+            position = 0
+            for match in _ROUTE_PART.finditer(part):
+                texts += [part[position:match.start()], value_for(match["converter"] or "str")]
+                position = match.end()
+            texts.append(part[position:])
+    return "/" + quote("".join(texts), safe="/")
+
+
+def has_values(parts: tuple[str, ...]) -> bool:
+    return any(_ROUTE_PART.search(part) or _CATCH_ALL.fullmatch(part) for part in parts)
+
+
+@pytest.fixture
+def visitors(django_user_model):
+    """An anonymous client, a signed-in user who created a room, and a superuser; a few rooms
+    and conversations exist, so small ids are found."""
+    from django.test import Client
+
+    from example.models import LLMChatRoom, RoomConversation
+
+    user = django_user_model.objects.create_user(username="fuzz", password="fuzz-pass-123")
+    admin = django_user_model.objects.create_superuser(username="fuzz-admin", password="fuzz-pass-123")
+    for owner in (user, admin):
+        room = LLMChatRoom.objects.create(created_by=owner)
+        mine = Conversation.objects.create(user=owner)
+        RoomConversation.objects.create(room=room, conversation=mine)
+        ConversationMessage.from_message(HumanMessage("hello"), conversation=mine, user=owner).save()
+    clients = {"anonymous": Client()}
+    for name, member in (("user", user), ("superuser", admin)):
+        clients[name] = Client()
+        clients[name].force_login(member)
+    return clients
+
+
+def request_status(client, method: str, url: str) -> int:
+    response = client.get(url) if method == "GET" else client.post(url)
+    return response.status_code
+
+
+@pytest.mark.django_db
+def test_every_route_answers_extreme_path_values_without_a_server_error(visitors):
+    routes = [parts for parts in project_routes() if has_values(parts)]
+    assert any(parts[0] == "chat/" for parts in project_routes()), "pyhub_ai.urls is not included in mysite/urls.py"
+    failures = []
+    for parts in routes:
+        for value in EXTREME_VALUES:
+            url = build_url(parts, lambda kind, value=value: value if kind in ("int", "pk", "str", "path", "slug") else kind)
+            for visitor, client in visitors.items():
+                status = request_status(client, "GET", url)
+                COUNTS["URLs requested"] += 1
+                if not (200 <= status < 400 or status in ALLOWED_STATUS):
+                    failures.append((visitor, url, status))
+    assert failures == []
+
+
+@pytest.mark.django_db
+@settings(FUZZ, max_examples=300)
+@given(data=st.data())
+def test_random_urls_at_every_route_never_get_a_server_error(visitors, data):
+    parts = data.draw(st.sampled_from(project_routes()), label="route")
+    url = build_url(
+        parts,
+        lambda kind: data.draw(st.from_regex(kind, fullmatch=True) if kind.startswith("^") else segment_values(kind), label=kind),
+    )
+    visitor = data.draw(st.sampled_from(sorted(visitors)), label="visitor")
+    method = data.draw(st.sampled_from(["GET", "POST"]), label="method")
+    status = request_status(visitors[visitor], method, url)
+    COUNTS["URLs requested"] += 1
+    assert 200 <= status < 400 or status in ALLOWED_STATUS, (visitor, method, url, status)
