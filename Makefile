@@ -51,7 +51,7 @@ run: install-demo
 		echo "  No OPENAI_API_KEY in the environment: unless .env sets one, the offline demo model answers."; \
 	fi
 	@echo
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) mysite.asgi:application
+	DEBUG="$${DEBUG:-true}" $(VENV)/bin/daphne -b $(HOST) -p $(PORT) mysite.asgi:application
 
 test:
 	bash scripts/test.sh $(ARGS)

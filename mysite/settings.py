@@ -15,7 +15,9 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 SECRET_KEY = env.str("SECRET_KEY", default="django-insecure-pyhub-ai-demo-only-change-me")
-DEBUG = env.bool("DEBUG", default=True)
+# Off unless the environment turns it on: someone who runs the demo on a server by mistake must
+# not show tracebacks and settings to the world. `make run` (127.0.0.1 only) sets DEBUG=true.
+DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
