@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Q
+from django.utils import timezone
 from langchain_core.messages import BaseMessage
 
 from . import codec, statements
@@ -148,7 +149,8 @@ def store(
         new_rows = [ConversationMessage.from_message(message, **thread.fields()) for message in fresh]
     except codec.CodecError:
         return None
-    ConversationMessage.objects.using(using).bulk_create(new_rows)
+    if new_rows:
+        statements.insert_messages(new_rows, timezone.now())
     new_pks = iter([row.pk for row in new_rows])
     pending: list[int] = []
     for item in items:

@@ -27,7 +27,7 @@ _lock = threading.Lock()
 def run(alias: str, work: Callable[..., T], *args: Any) -> T:
     """``work(*args)``: here when the calling thread is the main thread or is in a transaction
     on ``alias``, else in pyhub_ai's database thread."""
-    if threading.current_thread() is threading.main_thread() or connections[alias].in_atomic_block:
+    if threading.current_thread() is threading.main_thread() or _in_transaction(alias):
         return work(*args)
     return _get_executor().submit(_job, work, args).result()
 
@@ -37,6 +37,12 @@ def close_connections() -> None:
     database is dropped; a later ``run`` opens new ones)."""
     if _executor is not None:
         _executor.submit(connections.close_all).result()
+
+
+def _in_transaction(alias: str) -> bool:
+    """Whether this thread is in a transaction on ``alias`` (without setting up a connection
+    for a thread that has none: a new pool thread has none)."""
+    return any(connection.alias == alias and connection.in_atomic_block for connection in connections.all(initialized_only=True))
 
 
 def _get_executor() -> ThreadPoolExecutor:

@@ -152,8 +152,7 @@ def _insert_sql(t: _Table, columns: Sequence[str], rows: int, keys: Sequence[str
     """``INSERT`` of ``rows`` rows that skips a row whose ``keys`` exist, or updates its
     ``update`` columns."""
     vendor = t.connection.vendor
-    values = ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * rows)
-    head = f"INSERT INTO {t.name} ({', '.join(t.column[name] for name in columns)}) VALUES {values}"
+    head = _plain_insert_sql(t, columns, rows)
     if vendor in ("sqlite", "postgresql"):
         conflict = f" ON CONFLICT ({', '.join(t.column[name] for name in keys)}) DO "
         if not update:
@@ -164,6 +163,11 @@ def _insert_sql(t: _Table, columns: Sequence[str], rows: int, keys: Sequence[str
             return head.replace("INSERT INTO", "INSERT IGNORE INTO", 1)
         return head + " ON DUPLICATE KEY UPDATE " + ", ".join(f"{t.column[name]} = VALUES({t.column[name]})" for name in update)
     raise NotImplementedError(f"pyhub_ai's LangGraph checkpointer supports SQLite, PostgreSQL and MySQL/MariaDB, not {vendor}.")
+
+
+def _plain_insert_sql(t: _Table, columns: Sequence[str], rows: int) -> str:
+    values = ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * rows)
+    return f"INSERT INTO {t.name} ({', '.join(t.column[name] for name in columns)}) VALUES {values}"
 
 
 def checkpoint_row(thread_pk: int, ns: str, checkpoint_id: str | None) -> tuple[str, str, Any, Any] | None:
@@ -257,3 +261,19 @@ def count_thread_messages(conversation_id: Any, user_id: Any, visitor_key: str, 
     )
     params = [conversation_id, *([] if user_id is None else [user_id]), visitor_key, after, upto]
     return t.select(sql, params)[0][0]
+
+
+def insert_messages(rows: Sequence[ConversationMessage], now: datetime) -> None:
+    """Insert new message rows (created ``now``) on the checkpoints' database and set their
+    ids, in one statement (``bulk_create`` where the database cannot return the ids)."""
+    t = _table(ConversationMessage, router.db_for_write(Checkpoint))
+    if not t.connection.features.can_return_rows_from_bulk_insert:
+        ConversationMessage.objects.using(t.alias).bulk_create(rows)
+        return
+    for row in rows:
+        row.created_at = now
+    fields = [field for name, field in t.fields.items() if not field.primary_key]
+    sql = _plain_insert_sql(t, [field.name for field in fields], len(rows)) + f" RETURNING {t.column['id']}"
+    params = [t.prep(field.name, getattr(row, field.attname)) for row in rows for field in fields]
+    for row, (pk,) in zip(rows, t.select(sql, params)):
+        row.pk = pk
