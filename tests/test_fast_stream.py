@@ -12,18 +12,22 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.urls import path
 from langchain_core.callbacks import AsyncCallbackHandler
 from langchain_openai import ChatOpenAI
 
+from example.models import LLMChatRoom
 from pyhub_ai.consumers import AgentChatConsumer
 from pyhub_ai.llm import _openai_model
 from pyhub_ai.mixins import chat
 from pyhub_ai.models import Conversation, ConversationMessage
 
 from .fake_openai import FakeOpenAI, Reply, ToolCall
+from .live_server import run_daphne
+from .ws_client import Client, asigned_in_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -279,3 +283,29 @@ def test_a_fast_stream_setting_that_is_not_a_boolean_is_reported(settings):
     assert [error.id for error in check_llm_fast_stream()] == ["pyhub_ai.E010"]
     settings.PYHUB_AI_LLM_FAST_STREAM = False
     assert check_llm_fast_stream() == []
+
+
+async def test_through_a_live_daphne_the_tutorial_room_streams_and_stores_the_same(server, user_a):
+    """Seed 004's consumer on a real daphne and a real websocket: the starter turn, a reply, and
+    a reply that fails midway, with the fast path and without."""
+    results = []
+    for fast in ("1", "0"):
+        server.answer_with("Let us begin.", REPLY, Reply(text=REPLY, error_after=3))
+        env = {"PYHUB_AI_TEST_FAST_STREAM": fast, "OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": server.base_url}
+        with run_daphne(f"daphne-fast-stream-{fast}", settings_module="tests.fast_stream_settings", extra_env=env) as (url, _):
+            conversation = (await sync_to_async(LLMChatRoom.objects.create)()).conversation
+            client, _ = await Client.open(url, conversation.pk, await asigned_in_cookie(user_a), "tab")
+            frames = await client.until("stream_end")  # the room's starter turn
+            for text in ("Tell me more.", "And then?"):
+                await client.send_message(text)
+                frames += await client.until_end_of_turn()
+            await client.close()
+        rows = [
+            row async for row in ConversationMessage.objects.filter(conversation=conversation)
+            .order_by("pk").values("role", "content", "status", "visible", "token_count")
+        ]  # fmt: skip
+        results.append({"frames": comparable(frames), "rows": comparable(rows)})
+    fast, standard = results
+    assert fast == standard
+    assert [f["type"] for f in fast["frames"] if f["type"] in ("stream_end", "error")] == ["stream_end", "stream_end", "error"]
+    assert fast["rows"][3]["content"]["data"]["content"] == REPLY
