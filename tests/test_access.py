@@ -116,3 +116,9 @@ async def test_anonymous_visitors_let_in_by_can_accept_are_kept_apart_by_their_s
     assert len(keys) == 2 and "" not in keys
     assert all(row.user_id is None for row in rows)
     assert sorted(sum(1 for row in rows if row.visitor_key == key) for key in keys) == [2, 4]
+
+
+@pytest.mark.parametrize("number", ["9223372036854775807", "9223372036854775808", str(10**30)])
+@pytest.mark.parametrize("route", ["plain", "example/chat", "example/data"])
+async def test_a_conversation_number_out_of_range_is_refused_like_a_missing_one(user_a, route, number):
+    assert await close_code(number, user_a, route=route) == 4403

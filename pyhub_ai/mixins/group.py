@@ -15,6 +15,8 @@ import hashlib
 import logging
 from typing import Any
 
+from channels.exceptions import ChannelFull
+
 logger = logging.getLogger("pyhub_ai.group")
 
 #: Seconds between two ``stream_delta`` frames relayed to the thread's other connections.
@@ -63,7 +65,10 @@ class ThreadGroupMixin:
         if sender not in self._peers:
             self._peers.add(sender)
             if event.get("answer", True):
-                await self.channel_layer.send(sender, self._presence(joined=True, answer=False))
+                try:
+                    await self.channel_layer.send(sender, self._presence(joined=True, answer=False))
+                except ChannelFull:  # many tabs joined at once: dropped, as the layer drops group messages to a full channel
+                    logger.debug("Could not answer the presence of %s: its channel is full.", sender)
 
     def _presence(self, *, joined: bool, answer: bool = True) -> dict[str, Any]:
         return {"type": "pyhub_ai.presence", "sender": self.channel_name, "joined": joined, "answer": answer}
