@@ -16,12 +16,14 @@ from django.utils.translation import gettext
 from .conf import conf
 from .mixins import AgentMixin, ChatMixin, ConversationMixin, FrameProtocolMixin, LLMMixin, ThreadGroupMixin
 from .mixins.data import DataAnalystMixin
+from .mixins.mcp import MCPMixin
 from .mixins.protocol import CLOSE_TOO_MANY_FRAMES, FrameError
 
 logger = logging.getLogger("pyhub_ai.consumers")
 
 
 class BaseAgentChatConsumer(
+    MCPMixin,
     AgentMixin,
     ChatMixin, ThreadGroupMixin, LLMMixin, FrameProtocolMixin, ConversationMixin, AsyncJsonWebsocketConsumer
 ):

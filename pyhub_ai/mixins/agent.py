@@ -54,12 +54,16 @@ class AgentMixin:
         """The tools the model may call (``tools``, as LangChain tools)."""
         return [as_tool(candidate) for candidate in self.tools or ()]
 
+    async def aget_tools(self) -> list[BaseTool]:
+        """The tools of the next turn: ``get_tools()``, and what other mixins add (MCP servers)."""
+        return self.get_tools()
+
     def get_tools_output_list(self) -> list[ToolMessage]:
         """The tool results of the last turn, for ``on_conversation_complete()``."""
         return list(self._tools_output or ())
 
     async def produce_reply(self, history: DjangoChatMessageHistory, turn: Turn, prompt: list[BaseMessage]) -> AIMessageChunk | None:
-        tools = self.get_tools()
+        tools = await self.aget_tools()
         self._tools_output = []
         if not tools:
             return await super().produce_reply(history, turn, prompt)
