@@ -4,9 +4,9 @@ For each database (SQLite, PostgreSQL), each saver (``DjangoSaver``; ``SqliteSav
 langgraph-checkpoint-sqlite on SQLite, ``PostgresSaver`` from langgraph-checkpoint-postgres on
 PostgreSQL, on the same server) and each thread length N (10, 1,000 and 10,000 messages of ~200
 characters), one thread is seeded with N messages in one ``update_state`` (one checkpoint), then
-a real LangGraph graph (``MessagesState``, one node that answers) runs turns on it: 2 warm-up
-turns, then K=15 timed ones, with ``durability="sync"``. Every ``put`` and ``get_tuple`` call
-the graph makes is timed inside the saver (a turn makes two puts and one get_tuple). Bytes
+a real LangGraph graph (``MessagesState``, one node that answers) runs turns on it: 3 warm-up
+turns, then K=30 timed ones, with ``durability="sync"``. Every ``put`` and ``get_tuple`` call
+the graph makes is timed inside the saver (a turn makes three puts and one get_tuple). Bytes
 written per turn: what the turn added to the saver's tables for the thread (checkpoint and
 metadata JSON, blobs, writes, and for ``DjangoSaver`` the message rows' JSON), measured with SQL
 length functions between turns (not timed). ``DjangoSaver`` keeps recent message lists in
@@ -32,8 +32,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "checkpointer.md"
 SIZES = (10, 1_000, 10_000)
-TURNS = 15
-WARMUP = 2
+TURNS = 30
+WARMUP = 3
 COLD_SAMPLES = 3
 WORKER_TIMEOUT = 300
 TARGET_VS_OFFICIAL = 1.5

@@ -31,6 +31,13 @@ if [ ! -x "$ROOT/.venv/bin/py-spy" ]; then
     "$PY" -m pip install --quiet --disable-pip-version-check py-spy || log "py-spy could not be installed: no profile."
 fi
 
+# The checkpointer benchmark (bench/checkpointer.py) compares DjangoSaver with LangGraph's own savers.
+if ! "$PY" -c "import langgraph.checkpoint.sqlite, langgraph.checkpoint.postgres" 2>/dev/null; then
+    log "pip install pyhub_ai[langgraph] langgraph-checkpoint-sqlite langgraph-checkpoint-postgres"
+    "$PY" -m pip install --quiet --disable-pip-version-check -e ".[langgraph]" \
+        "langgraph-checkpoint-sqlite>=3.1" "langgraph-checkpoint-postgres>=3.2"
+fi
+
 ensure_server_packages
 start_postgres pyhub_ai_bench
 export PYHUB_AI_BENCH_POSTGRES_URL="$POSTGRES_SERVER_URL"
