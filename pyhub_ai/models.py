@@ -63,7 +63,12 @@ class Conversation(models.Model):
         return self.title or _("Conversation #%(pk)s") % {"pk": self.pk}
 
     def clear(self) -> None:
-        """Delete every message of every thread of this conversation."""
+        """Delete every message of every thread of this conversation: everybody's.
+
+        For administrators. Never call it on a visitor's behalf (in an owner-less room it would
+        delete every other user's thread too): ``DjangoChatMessageHistory(conversation=...,
+        user=...).clear()`` deletes one thread (docs/security.md, "Who may delete what").
+        """
         self.messages.all().delete()
 
     async def aclear(self) -> None:
