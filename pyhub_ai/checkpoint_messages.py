@@ -224,22 +224,27 @@ class _RunBuilder:
     def add_new(self, new_pks: list[int]) -> None:
         """Freshly inserted rows: the last run grows over them when the thread has no other
         row between them, else they form a run of their own (one run each when other rows got
-        between them)."""
+        between them). Consecutive ids need no query: no other row can be among them."""
         if not new_pks:
             return
         self._last_key = None
         first_new, last_new, added = new_pks[0], new_pks[-1], len(new_pks)
         self.pks.extend(new_pks)
-        rows = self.thread
         if self.runs:
             first, last, count = self.runs[-1]
-            if last < first_new and statements.count_thread_messages(*rows.key(), after=last, upto=last_new) == added:
+            if last < first_new and self._only_these(last, last_new, added):
                 self.runs[-1] = (first, last_new, count + added)
                 return
-        if statements.count_thread_messages(*rows.key(), after=first_new - 1, upto=last_new) == added:
+        if self._only_these(first_new - 1, last_new, added):
             self.runs.append((first_new, last_new, added))
         else:
             self.runs.extend((pk, pk, 1) for pk in new_pks)
+
+    def _only_these(self, after: int, upto: int, expected: int) -> bool:
+        """Whether the thread has exactly ``expected`` rows with ids ``after < id <= upto``."""
+        if upto - after == expected:
+            return True
+        return statements.count_thread_messages(*self.thread.key(), after=after, upto=upto) == expected
 
 
 # -- Reading ---------------------------------------------------------------------------------

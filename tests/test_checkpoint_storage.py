@@ -188,3 +188,17 @@ def test_deleting_the_conversation_deletes_its_checkpoints():
 
     assert saver.get_tuple(config_of("cascade")) is None
     assert not CheckpointBlob.objects.exists()
+
+
+def test_rows_stored_in_the_thread_by_others_do_not_join_the_graphs_messages():
+    saver = DjangoSaver()
+    graph = echo_graph(saver)
+    graph.invoke({"messages": [HumanMessage(content="one")]}, config_of("shared-thread"))
+    DjangoChatMessageHistory(session_id="shared-thread").add_messages([AIMessage(content="written by a plain chain")])
+
+    graph.invoke({"messages": [HumanMessage(content="two")]}, config_of("shared-thread"))
+
+    expected = ["one", "echo: one", "two", "echo: two"]
+    assert contents(graph.get_state(config_of("shared-thread")).values["messages"]) == expected
+    assert contents(echo_graph(DjangoSaver()).get_state(config_of("shared-thread")).values["messages"]) == expected
+    assert ConversationMessage.objects.filter(conversation__session_id="shared-thread").count() == 5
