@@ -17,6 +17,7 @@ from .conf import conf
 from .mixins import AgentMixin, ChatMixin, ConversationMixin, FrameProtocolMixin, LLMMixin, ThreadGroupMixin
 from .mixins.data import DataAnalystMixin
 from .mixins.mcp import MCPMixin
+from .mixins.model_choice import ModelChoiceMixin
 from .mixins.protocol import CLOSE_TOO_MANY_FRAMES, FrameError
 
 logger = logging.getLogger("pyhub_ai.consumers")
@@ -25,6 +26,7 @@ logger = logging.getLogger("pyhub_ai.consumers")
 class BaseAgentChatConsumer(
     MCPMixin,
     AgentMixin,
+    ModelChoiceMixin,
     ChatMixin, ThreadGroupMixin, LLMMixin, FrameProtocolMixin, ConversationMixin, AsyncJsonWebsocketConsumer
 ):
     """Binds the websocket handlers to the mixins' hooks (see docs/protocol.md)."""
@@ -101,6 +103,8 @@ class BaseAgentChatConsumer(
                 await self.send_history_page(before=frame.before)
             elif frame.type == "stop":
                 await self.stop_reply()
+            elif frame.type == "select_model":
+                await self.select_llm_model(frame.model)
         except FrameError as error:
             await self.send_error(error.code, error.message, detail=error.detail)
 
@@ -125,6 +129,8 @@ class BaseAgentChatConsumer(
             if refusal is not None:
                 await self.refuse(refusal)
                 return
+        if frame["type"] == "model_selected":
+            self.on_model_selected_elsewhere(frame["model"])
         await self.send_json(frame)
 
     async def pyhub_ai_presence(self, event: dict[str, Any]) -> None:
@@ -148,19 +154,27 @@ class AgentChatConsumer(BaseAgentChatConsumer):
     """
 
 
+class _FromSetting:
+    """A class attribute whose value is a pyhub_ai setting, read at access time (so
+    ``override_settings`` works); a subclass may set a plain value instead."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type) -> Any:
+        return getattr(conf, self.name)
+
+
 class ChatConsumer(AgentChatConsumer):
     """The ready-made chat that ``pyhub_ai.routing`` serves by default (``PYHUB_AI_CHAT_CONSUMER``).
 
-    Its model and system prompt come from the ``PYHUB_AI_LLM_MODEL`` and
-    ``PYHUB_AI_LLM_SYSTEM_PROMPT`` settings; to change more, subclass ``AgentChatConsumer`` and
-    name your class in ``PYHUB_AI_CHAT_CONSUMER``.
+    Its model and system prompt are the ``PYHUB_AI_LLM_MODEL`` and ``PYHUB_AI_LLM_SYSTEM_PROMPT``
+    settings; to change more, subclass ``AgentChatConsumer`` and name your class in
+    ``PYHUB_AI_CHAT_CONSUMER``.
     """
 
-    def get_llm_model(self) -> str:
-        return self.llm_model or conf.LLM_MODEL
-
-    def get_llm_system_prompt_template(self) -> str:
-        return self.llm_system_prompt_template or conf.LLM_SYSTEM_PROMPT
+    llm_model = _FromSetting("LLM_MODEL")
+    llm_system_prompt_template = _FromSetting("LLM_SYSTEM_PROMPT")
 
 
 class DataAnalystChatConsumer(DataAnalystMixin, AgentChatConsumer):

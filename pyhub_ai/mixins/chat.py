@@ -295,6 +295,7 @@ class ChatMixin:
     ) -> bool:
         """Store the (possibly partial) reply with ``status``; report a database failure."""
         ai_message = message_chunk_to_message(reply) if reply is not None else AIMessage(content="")
+        self.annotate_reply(ai_message)
         try:
             await history.afinish_turn(turn, ai_message, status)
         except DatabaseError as exc:
@@ -303,6 +304,10 @@ class ChatMixin:
                 await self.fail_reply("storage_error", gettext("The reply could not be saved."), turn_id=turn.turn_id, detail=str(exc))
             return False
         return True
+
+    def annotate_reply(self, ai_message: AIMessage) -> None:
+        """Called by ``_store_reply`` before a reply is stored; add to its metadata here
+        (``ModelChoiceMixin`` records the chosen model). Default: nothing."""
 
     async def on_conversation_complete(
         self, human_message: BaseMessage, ai_message: BaseMessage, tools_output_list: list[Any] | None

@@ -60,6 +60,7 @@ class ClientFrame:
     text: str = ""
     before: int | None = None
     idempotency_key: str = ""
+    model: str = ""
 
 
 class FrameProtocolMixin:
@@ -128,6 +129,11 @@ class FrameProtocolMixin:
             return ClientFrame(type="load_history", before=before)
         if frame_type == "stop":
             return ClientFrame(type="stop")
+        if frame_type == "select_model":
+            model = content.get("model")
+            if not isinstance(model, str) or not 0 < len(model) <= 200:
+                raise FrameError("invalid_model", gettext("This model cannot be chosen here."), f"bad 'model': {model!r:.200}")
+            return ClientFrame(type="select_model", model=model)
         raise FrameError("invalid_frame", gettext("Unknown message type."), f"unknown type {frame_type!r}")
 
     async def send_frame(self, frame_type: str, **data: Any) -> None:
@@ -147,6 +153,7 @@ class FrameProtocolMixin:
             protocol=PROTOCOL_VERSION,
             conversation=str(self.conversation.pk),
             max_message_length=self.get_max_message_length(),
+            **self.model_choices_frame_data(),
         )
 
     async def send_history_page(self, before: int | None = None) -> list[ConversationMessage]:

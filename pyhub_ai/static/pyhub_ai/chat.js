@@ -33,6 +33,7 @@
   var awaitingReply = false; // user_message sent, reply not started yet
   var expectFirstTurn = false; // empty thread: the server may start the first turn itself
   var pending = null; // {text, key}: a user_message not yet echoed; resent (same key) on reconnect
+  var queued = null; // {text, el}: written while a reply ran (or before connecting); sent when it ends
   var stopRequested = false; // Stop pressed before our reply started streaming
   var stream = null; // {turnId, el, text, frame, own, stopping}
   var toolTurn = null; // {turnId, own}: between a tool_call and the model's next step
@@ -214,6 +215,11 @@
       img.src = data.url;
       img.alt = data.alt || "";
       img.loading = "lazy";
+      img.addEventListener("load", function () {
+        if (sticky) {
+          scrollToBottom(); // a chart that loads after the page scrolled down would push the end away
+        }
+      });
       box.appendChild(img);
     } else if (data.type === "table" && Array.isArray(data.columns) && Array.isArray(data.rows)) {
       var table = make("table");
@@ -262,7 +268,7 @@
       typingEl = make("div", "pyhub-pending");
       typingEl.appendChild(typingIndicator());
       withAutoScroll(function () {
-        els.messages.appendChild(typingEl);
+        els.messages.insertBefore(typingEl, queuedEl());
       });
     } else if (!show && typingEl) {
       typingEl.remove();
@@ -364,15 +370,15 @@
       if (old) {
         old.replaceWith(el);
       } else {
-        els.messages.insertBefore(el, typingEl);
+        els.messages.insertBefore(el, typingEl || queuedEl());
       }
+      addRetryButtons(); // inside: a Retry button added after the scroll would sit under the form
     });
-    addRetryButtons();
   }
 
   function replaceMessages(messages) {
     typingEl = null;
-    els.messages.replaceChildren.apply(els.messages, messages.map(buildMessage));
+    els.messages.replaceChildren.apply(els.messages, messages.map(buildMessage).concat(queued ? [queued.el] : []));
     root.dataset.loaded = "true";
     addRetryButtons();
   }
@@ -447,9 +453,33 @@
     retries = 0;
     freshHistory = true;
     maxLength = Number(frame.max_message_length) || 0;
+    showModelChoices(frame.models, frame.model);
     setConnection("open", t("connected"));
     clearError();
     refreshForm();
+  }
+
+  // The model selector (welcome.models): hidden when the consumer offers no choice.
+  function showModelChoices(models, current) {
+    if (!els.model) {
+      return;
+    }
+    var list = Array.isArray(models) ? models : [];
+    els.model.textContent = "";
+    list.forEach(function (choice) {
+      var option = document.createElement("option");
+      option.value = String(choice.value);
+      option.textContent = String(choice.label);
+      els.model.appendChild(option);
+    });
+    els.model.value = current || "";
+    (els.model.closest("label") || els.model).hidden = list.length === 0;
+  }
+
+  function onModelSelected(frame) {
+    if (els.model) {
+      els.model.value = frame.model;
+    }
   }
 
   function onHistory(frame) {
@@ -463,6 +493,8 @@
       scrollToBottom();
       if (pending) {
         sendPending(); // a message sent just before the connection dropped: same key, no duplicate
+      } else {
+        sendQueued();
       }
     } else {
       loadingMore = false;
@@ -474,10 +506,18 @@
     fillViewport();
   }
 
+  // Tells the page around the chat (a sidebar's message count) that a message was stored.
+  function notifyStored(message) {
+    document.dispatchEvent(new CustomEvent("pyhub:stored", { detail: { id: message.id, role: message.role } }));
+  }
+
   function onMessage(frame) {
     var message = frame.message;
     if (!message) {
       return;
+    }
+    if (!frame.duplicate && message.id != null && !findMessage(message.id)) {
+      notifyStored(message);
     }
     upsertMessage(message);
     if (pending && message.role === "human" && message.text === pending.text) {
@@ -487,6 +527,7 @@
         showTyping(false);
       }
       refreshForm();
+      sendQueued();
     }
   }
 
@@ -504,8 +545,9 @@
     stream = { turnId: frame.turn_id, el: el, text: "", frame: 0, own: own, stopping: false };
     els.messages.setAttribute("aria-busy", "true");
     withAutoScroll(function () {
-      els.messages.appendChild(el);
+      els.messages.insertBefore(el, queuedEl());
     });
+    notifyStored({ id: frame.message_id, role: "ai" });
     if (own && (stopRequested || stopAgain)) {
       stopReply();
     }
@@ -556,9 +598,19 @@
       }
     }
     refreshForm();
+    sendQueued();
   }
 
   function onError(frame) {
+    if (pending && frame.code === "turn_in_progress") {
+      // A reply we did not see start yet (the greeting an empty thread starts by itself): wait for it.
+      queueText(pending.text);
+      pending = null;
+      awaitingReply = false;
+      showTyping(false);
+      refreshForm();
+      return;
+    }
     showError(frame.message || t("genericError"));
     if (pending) {
       // Refused before it was stored (too long, busy, rate limited...): give the text back.
@@ -578,6 +630,7 @@
       toolTurn = null;
     }
     refreshForm();
+    sendQueued();
   }
 
   var HANDLERS = {
@@ -589,6 +642,7 @@
     tool_call: onToolCall,
     tool_result: onToolResult,
     stream_end: onStreamEnd,
+    model_selected: onModelSelected,
     error: onError
   };
 
@@ -766,11 +820,69 @@
   }
 
   function sendMessage() {
-    if (sendText(els.input.value)) {
+    var text = els.input.value;
+    var sent = sendText(text);
+    if (!sent && text.trim() && !isTooLong(text) && !stopped && !queued) {
+      queueText(text); // a reply is running (or the page is connecting): sent when it is done
+      sent = true;
+    }
+    if (sent) {
       els.input.value = "";
       resizeInput();
       refreshForm();
       els.input.focus();
+    }
+  }
+
+  // ---- a message written while a reply runs ----------------------------------------------
+
+  function queuedEl() {
+    return queued ? queued.el : null;
+  }
+
+  // Shows `text` below the running reply, marked "sent when the reply is finished", with a
+  // button that takes it back into the input.
+  function queueText(text) {
+    var el = make("div", "pyhub-msg pyhub-msg-queued");
+    el.dataset.role = "human";
+    el.dataset.status = "queued";
+    el.appendChild(make("span", "pyhub-msg-role", t("roleHuman")));
+    el.appendChild(make("div", "pyhub-msg-body", text));
+    el.appendChild(make("p", "pyhub-msg-status", t("queued")));
+    var cancel = button("pyhub-msg-unqueue", t("unqueue"));
+    cancel.addEventListener("click", function () {
+      if (queued && queued.el === el) {
+        dropQueued();
+        if (!els.input.value) {
+          els.input.value = text;
+          resizeInput();
+          refreshForm();
+        }
+        els.input.focus();
+      }
+    });
+    el.appendChild(cancel);
+    dropQueued();
+    queued = { text: text, el: el };
+    withAutoScroll(function () {
+      els.messages.appendChild(el);
+    });
+    announce(t("queued"));
+  }
+
+  function dropQueued() {
+    if (queued) {
+      queued.el.remove();
+      queued = null;
+    }
+  }
+
+  // Sends the queued message once nothing else runs.
+  function sendQueued() {
+    if (queued && canSend()) {
+      var text = queued.text;
+      dropQueued();
+      sendText(text);
     }
   }
 
@@ -838,7 +950,8 @@
       input: byId("pyhub-chat-input"),
       send: byId("pyhub-chat-send"),
       stop: byId("pyhub-chat-stop"),
-      counter: byId("pyhub-chat-counter")
+      counter: byId("pyhub-chat-counter"),
+      model: byId("pyhub-chat-model")
     };
     els.form.addEventListener("submit", function (event) {
       event.preventDefault();
@@ -858,6 +971,13 @@
       refreshForm();
     });
     els.stop.addEventListener("click", stopReply);
+    if (els.model) {
+      els.model.addEventListener("change", function () {
+        if (socket && ready) {
+          send({ type: "select_model", model: els.model.value });
+        }
+      });
+    }
     document.addEventListener("keydown", function (event) {
       if (event.key === "Escape" && !event.defaultPrevented && canStop()) {
         event.preventDefault();
