@@ -19,8 +19,9 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
@@ -168,8 +169,35 @@ def _with_newlines(lines: Iterable[str]) -> Iterator[str]:
         yield line + "\n"
 
 
+class QueryValuesAdminMixin:
+    """A list page whose query string holds a value its field cannot hold (an id or a year out
+    of range, a selected "id" that is not a number) is answered like an unknown filter, never
+    with a server error: the list again, with Django's "?e=1" notice, or a warning for an action.
+
+    ``get_changelist_instance()`` (called by ``changelist_view()``) turns such values into
+    ``IncorrectLookupParameters``; ``response_action()`` checks the selection before the action
+    runs.
+    """
+
+    def get_changelist_instance(self, request: HttpRequest):
+        try:
+            return super().get_changelist_instance(request)
+        except (ValueError, OverflowError, ValidationError) as exc:
+            raise IncorrectLookupParameters(exc) from exc
+
+    def response_action(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        pk = self.model._meta.pk
+        try:
+            for value in request.POST.getlist(helpers.ACTION_CHECKBOX_NAME):
+                pk.run_validators(pk.to_python(value))  # a number, in the column's range
+        except ValidationError:
+            self.message_user(request, gettext("The selected items could not be found. Please select them again."), messages.WARNING)
+            return HttpResponseRedirect(request.get_full_path())
+        return super().response_action(request, queryset)
+
+
 @admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin):
+class ConversationAdmin(QueryValuesAdminMixin, admin.ModelAdmin):
     list_display = [
         "__str__", "user", "message_count", "input_tokens", "output_tokens", "last_activity", "last_turn_status"
     ]
@@ -319,7 +347,7 @@ class ConversationAdmin(admin.ModelAdmin):
 
 
 @admin.register(ConversationMessage)
-class ConversationMessageAdmin(admin.ModelAdmin):
+class ConversationMessageAdmin(QueryValuesAdminMixin, admin.ModelAdmin):
     list_display = ["pk", "conversation", "user", "role", "status", "excerpt", "created_at"]
     list_filter = ["role", "status", "created_at"]
     list_select_related = ["conversation", "user"]

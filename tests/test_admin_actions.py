@@ -244,3 +244,31 @@ def test_the_clear_action_confirms_then_clears_the_selected_conversations(admin_
     assert response.status_code == 302
     assert list(ConversationMessage.objects.values_list("conversation__title", flat=True)) == ["Untouched"]
     assert Conversation.objects.count() == 3
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "id__in=9223372036854775808",
+        "created_at__year=1000000000000000000000000000000",
+        "user__id__exact=99999999999999999999999999",
+        "input_tokens__gt=1e400",
+    ],
+)
+@pytest.mark.parametrize("model", ["conversation", "conversationmessage"])
+def test_a_changelist_query_out_of_range_is_refused_like_an_unknown_filter(admin_client, coffee, model, query):
+    if model == "conversationmessage" and not query.startswith(("id", "user")):
+        query = query.replace("created_at__year", "created_at__gte").replace("input_tokens", "token_count")
+    response = admin_client.get(f"/admin/pyhub_ai/{model}/?{query}")
+    assert response.status_code in (200, 302)
+    if response.status_code == 302:
+        assert response["Location"].endswith("?e=1")
+
+
+@pytest.mark.parametrize("selected", ["x", "9223372036854775808", "1e3"])
+def test_an_action_on_a_selection_that_is_not_an_id_changes_nothing(admin_client, coffee, selected):
+    response = admin_client.post(
+        "/admin/pyhub_ai/conversation/", {"action": "clear_messages", "_selected_action": [selected], "post": "yes"}, follow=True
+    )
+    assert response.status_code == 200
+    assert ConversationMessage.objects.filter(conversation=coffee).exists()
