@@ -38,6 +38,7 @@ from django.db import IntegrityError, router, transaction
 from django.db.models import Q
 from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
+from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -427,6 +428,30 @@ class DjangoSaver(BaseCheckpointSaver[str]):
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         await sync_to_async(self._prune)(thread_ids, strategy)
 
+    # -- Conversations stored before ----------------------------------------------------------
+
+    def thread_messages(self, thread_id: str) -> list[BaseMessage]:
+        """The complete messages already stored in the conversation thread ``thread_id`` names
+        (by a chat consumer or ``DjangoChatMessageHistory``, say), oldest first. The saver
+        remembers them, so a checkpoint that lists them refers to their rows: give them to a
+        thread that has no checkpoint yet, and it continues the conversation without copying it::
+
+            if not graph.get_state(config).values.get("messages"):
+                graph.update_state(config, {"messages": saver.thread_messages(thread_id)})
+        """
+        return dbthread.run(router.db_for_write(Checkpoint), self._thread_messages, thread_id)
+
+    async def athread_messages(self, thread_id: str) -> list[BaseMessage]:
+        return await sync_to_async(self._thread_messages)(thread_id)
+
+    def _thread_messages(self, thread_id: str) -> list[BaseMessage]:
+        def read(thread: _Thread) -> list[BaseMessage]:
+            stored = stored_messages.stored_thread(thread.rows, router.db_for_write(Checkpoint))
+            self.message_lists.add(thread.pk, stored)
+            return list(stored.messages)
+
+        return self._with_thread(thread_id, read, create=True)
+
     # -- Threads -------------------------------------------------------------------------------
 
     def _with_thread(self, thread_id: str, work: Any, *, create: bool, again_if_none: bool = False) -> Any:
@@ -466,11 +491,14 @@ class DjangoSaver(BaseCheckpointSaver[str]):
             self._threads[thread_id] = _Thread(row.pk, _rows_of(row), remembered=True)
         return _Thread(row.pk, _rows_of(row))
 
-    def _forget(self, thread_id: str, thread: GraphThread | None = None) -> None:
+    def _forget(self, thread_id: str, deleted: GraphThread | None = None) -> None:
+        """Look ``thread_id`` up again next time; a thread that was ``deleted`` also loses the
+        message lists remembered for it."""
         with self._threads_lock:
             remembered = self._threads.pop(thread_id, None)
-        for pk in {getattr(remembered, "pk", None), getattr(thread, "pk", None)} - {None}:
-            self.message_lists.forget(pk)
+        if deleted is not None:
+            for pk in {getattr(remembered, "pk", None), deleted.pk} - {None}:
+                self.message_lists.forget(pk)
 
 
 @dataclass

@@ -302,6 +302,30 @@ def _extends(old: Sequence[Run], new: Sequence[Run], index: int) -> bool:
     return first == new_first and last <= new_last and count <= new_count
 
 
+def stored_thread(thread: ThreadRows, using: str) -> MessageList:
+    """Every complete message the conversation thread holds, oldest first, as a stored list:
+    its runs skip the rows that are not (failed or interrupted replies, unreadable rows)."""
+    runs: list[Run] = []
+    pks: list[int] = []
+    messages: list[BaseMessage] = []
+    previous_included = False
+    rows = thread.queryset(using).order_by("pk").values_list("pk", "status", "content")
+    for pk, status, content in rows.iterator():
+        message = _decode(pk, content) if status == ConversationMessage.Status.COMPLETE else None
+        if message is None:
+            previous_included = False
+            continue
+        if previous_included:
+            first, _, count = runs[-1]
+            runs[-1] = (first, pk, count + 1)
+        else:
+            runs.append((pk, pk, 1))
+        pks.append(pk)
+        messages.append(message)
+        previous_included = True
+    return MessageList(runs=tuple(runs), pks=pks, messages=messages)
+
+
 def _read_runs(thread: ThreadRows, runs: Sequence[Run], using: str) -> list[tuple[int, BaseMessage]]:
     """The rows of ``runs``, decoded, in list order (unreadable rows are left out, logged)."""
     runs = [run for run in runs if run[2] > 0 and run[0] <= run[1]]

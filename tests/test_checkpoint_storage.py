@@ -202,3 +202,21 @@ def test_rows_stored_in_the_thread_by_others_do_not_join_the_graphs_messages():
     assert contents(graph.get_state(config_of("shared-thread")).values["messages"]) == expected
     assert contents(echo_graph(DjangoSaver()).get_state(config_of("shared-thread")).values["messages"]) == expected
     assert ConversationMessage.objects.filter(conversation__session_id="shared-thread").count() == 5
+
+
+def test_a_conversation_stored_before_continues_as_a_graph_thread_without_copies(user_a):
+    room = Conversation.objects.create(title="old room")
+    history = DjangoChatMessageHistory(conversation=room, user=user_a)
+    history.add_messages([HumanMessage(content="hi"), AIMessage(content="hello")])
+    ConversationMessage.objects.create(conversation=room, user=user_a, role="ai", content={"v": 1, "type": "ai", "data": {"content": "cut"}}, status="interrupted")
+    history.add_messages([HumanMessage(content="still there?"), AIMessage(content="yes")])
+    saver = DjangoSaver()
+    graph = echo_graph(saver)
+    config = config_of(conversation_thread_id(room, user_a))
+
+    graph.update_state(config, {"messages": saver.thread_messages(config["configurable"]["thread_id"])})
+    graph.invoke({"messages": [HumanMessage(content="new")]}, config)
+
+    expected = ["hi", "hello", "still there?", "yes", "new", "echo: new"]
+    assert contents(echo_graph(DjangoSaver()).get_state(config).values["messages"]) == expected
+    assert room.messages.count() == 7
