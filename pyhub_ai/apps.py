@@ -9,3 +9,6 @@ class PyhubAiConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
+        from .sessions import connect_signals
+
+        connect_signals()  # sign-out and password changes reach open sockets (pyhub_ai.sessions)
