@@ -11,15 +11,13 @@ from django.utils import translation
 from django.utils.translation import gettext
 
 from ..conf import conf
+from ..converters import MAX_PK
 from ..display import message_object
 from ..models import ConversationMessage
 
 logger = logging.getLogger("pyhub_ai.protocol")
 
 PROTOCOL_VERSION = 1
-
-#: The largest primary key a database stores (a signed 64-bit integer).
-MAX_ID = 2**63 - 1
 
 #: What a client-chosen idempotency key may look like (a UUID fits).
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -124,7 +122,7 @@ class FrameProtocolMixin:
             return ClientFrame(type="user_message", text=text, idempotency_key=key)
         if frame_type == "load_history":
             before = content.get("before")
-            if not isinstance(before, int) or isinstance(before, bool) or not 1 <= before <= MAX_ID:
+            if not isinstance(before, int) or isinstance(before, bool) or not 1 <= before <= MAX_PK:
                 raise FrameError("invalid_frame", gettext("Cannot load earlier messages."), f"bad 'before': {before!r}")
             return ClientFrame(type="load_history", before=before)
         if frame_type == "stop":
