@@ -1,6 +1,7 @@
 """System checks for pyhub_ai's settings. Each message names the fix."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -37,6 +38,16 @@ def check_numeric_settings(app_configs: Any = None, **kwargs: Any) -> list[Error
                 )
             )
     return errors
+
+
+def unusable_import(path: str, usable: Callable[[Any], bool], what: str) -> str | None:
+    """Why the dotted ``path`` of a setting cannot be used (not importable, or not ``what``);
+    ``None`` when it can."""
+    try:
+        value = import_string(path)
+    except ImportError as exc:
+        return str(exc)
+    return None if usable(value) else f"it is not {what}"
 
 
 def serves_websocket_chat() -> bool:
@@ -162,14 +173,9 @@ def asgi_application_serves_static_files() -> bool:
 def check_chat_consumer(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """pyhub_ai.E006: ``PYHUB_AI_CHAT_CONSUMER`` does not name a consumer class."""
     path = conf.CHAT_CONSUMER
-    try:
-        consumer = import_string(path)
-    except ImportError as exc:
-        reason = str(exc)
-    else:
-        if isinstance(consumer, type) and hasattr(consumer, "as_asgi"):
-            return []
-        reason = "it is not a consumer class"
+    reason = unusable_import(path, lambda value: isinstance(value, type) and hasattr(value, "as_asgi"), "a consumer class")
+    if reason is None:
+        return []
     return [
         Error(
             f"PYHUB_AI_CHAT_CONSUMER = {path!r} cannot be served by pyhub_ai.routing: {reason}.",
@@ -217,13 +223,8 @@ def check_conversation_ttl(app_configs: Any = None, **kwargs: Any) -> list[Error
 def check_token_counter(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """pyhub_ai.E004: PYHUB_AI_TOKEN_COUNTER does not name an importable callable."""
     path = conf.TOKEN_COUNTER
-    try:
-        counter = import_string(path)
-    except ImportError as exc:
-        counter, reason = None, str(exc)
-    else:
-        reason = "it is not callable"
-    if callable(counter):
+    reason = unusable_import(path, callable, "callable")
+    if reason is None:
         return []
     return [
         Error(

@@ -25,9 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 STDIO = {"transport": "stdio", "command": sys.executable, "args": ["-m", "tests.mcp_server", "stdio"], "cwd": str(ROOT)}
 
 
-@pytest.fixture(scope="module")
-def http_server():
-    """The test MCP server over streamable HTTP on 127.0.0.1; yields ``(url, process)``."""
+def start_http_server() -> tuple[str, subprocess.Popen]:
+    """The test MCP server over streamable HTTP on a free port of 127.0.0.1: ``(url, process)``."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.mcp_server", "http", str(port)], cwd=ROOT,
@@ -37,7 +36,13 @@ def http_server():
         if _accepts_connections("127.0.0.1", port):
             break
         subprocess.run(["sleep", "0.1"])
-    yield f"http://127.0.0.1:{port}/mcp", process
+    return f"http://127.0.0.1:{port}/mcp", process
+
+
+@pytest.fixture(scope="module")
+def http_server():
+    url, process = start_http_server()
+    yield url, process
     _stop(process)
 
 
@@ -143,16 +148,8 @@ async def test_a_tool_error_reaches_the_model_and_the_turn_completes(user_a, use
 
 async def test_a_server_that_goes_down_fails_its_tools_never_the_turn(user_a, use_model, settings):
     settings.PYHUB_AI_TOOL_TIMEOUT = 2  # a call to a server that went away waits until it
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.mcp_server", "http", str(port)], cwd=ROOT,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    for _ in range(100):
-        if _accepts_connections("127.0.0.1", port):
-            break
-        subprocess.run(["sleep", "0.1"])
-    MCPConsumer.servers = {"remote": {"transport": "streamable_http", "url": f"http://127.0.0.1:{port}/mcp"}}
+    url, process = start_http_server()
+    MCPConsumer.servers = {"remote": {"transport": "streamable_http", "url": url}}
     use_model(tool_calls_then(
         [("whoami", {})], "up",
         [("whoami", {})], "went down",
