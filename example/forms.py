@@ -13,7 +13,7 @@ class LLMChatRoomForm(forms.ModelForm):
     class Meta:
         model = LLMChatRoom
         fields = ["title", "language", "situation", "level"]
-        help_texts = {"title": _("Optional. Without one, the room is named after your first message in it.")}
+        help_texts = {"title": _("Optional. Without one, the room is named after its language and situation.")}
 
     def clean_title(self) -> str:
         return " ".join(self.cleaned_data["title"].split())

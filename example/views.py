@@ -50,7 +50,7 @@ def sales_analyst_chat(request: HttpRequest) -> HttpResponse:
     conversation = Conversation.objects.filter(session_id=session_id, user=request.user).first()
     if conversation is None:
         return render(request, "example/data_start.html")
-    return render(request, "pyhub_ai/chat_room_ws.html", {"ws_url": f"/ws/example/data/{conversation.pk}/"})
+    return render(request, "example/data_room.html", {"ws_url": f"/ws/example/data/{conversation.pk}/"})
 
 
 @login_required
@@ -130,18 +130,9 @@ def conversation_summaries(room: LLMChatRoom, user: Any) -> list[Conversation]:
 
 
 def room_titles(rooms: list[LLMChatRoom], user: Any) -> dict[int, str]:
-    """Each room's title for ``user``: its own title, else ``user``'s first message in it,
-    else one made of its settings."""
-    missing = [room for room in rooms if not room.title]
-    first_ids = {}
-    if missing:
-        first_ids = dict(
-            LLMChatRoom.objects.filter(pk__in=[room.pk for room in missing])
-            .annotate(first_message_id=Subquery(_room_messages(user).filter(role="human").order_by("pk").values("pk")[:1]))
-            .values_list("pk", "first_message_id")
-        )
-    texts = first_message_texts(first_ids.values())
-    return {room.pk: room.title or texts.get(first_ids.get(room.pk)) or room.get_generated_title() for room in rooms}
+    """Each room's title: its own, else one made of its settings (a title never changes on its
+    own: it does not turn into somebody's first message)."""
+    return {room.pk: room.title or room.get_generated_title() for room in rooms}
 
 
 def first_message_texts(ids) -> dict[int, str]:

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from functools import lru_cache
@@ -24,7 +26,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage, ToolMessage, message_chunk_to_message
+from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage, SystemMessage, ToolMessage, message_chunk_to_message
 from langchain_core.messages.ai import add_ai_message_chunks
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
@@ -200,13 +202,16 @@ class OfflineChatModel(BaseChatModel):
 
     delay: float = 0.0
     tool_names: tuple[str, ...] = ()
+    xy_tool_names: tuple[str, ...] = ()
 
     def bind_tools(self, tools: Any, **kwargs: Any) -> OfflineChatModel:
-        """A copy that may call those of ``tools`` that need no arguments."""
+        """A copy that may call those of ``tools`` that need no arguments (and fills the
+        optional ``x`` and ``y`` of a tool that has both, see ``tool_call_for``)."""
         callable_without_arguments = tuple(
             tool.name for tool in tools if not (getattr(tool, "tool_call_schema", None) and _required_fields(tool))
         )
-        return self.model_copy(update={"tool_names": callable_without_arguments})
+        xy = tuple(tool.name for tool in tools if {"x", "y"} <= set(_fields(tool)))
+        return self.model_copy(update={"tool_names": callable_without_arguments, "xy_tool_names": xy})
 
     def tool_call_for(self, messages: list[BaseMessage]) -> dict[str, Any] | None:
         """The tool call the offline model makes for ``messages`` (``None``: it just answers)."""
@@ -216,7 +221,8 @@ class OfflineChatModel(BaseChatModel):
         for name in self.tool_names:
             keywords = [keyword for key, found in OFFLINE_TOOL_KEYWORDS.items() if key in name for keyword in found]
             if any(word in text for word in [name.lower(), name.lower().replace("_", " "), *keywords]):
-                return {"name": name, "args": "{}", "id": f"offline_{name}", "index": 0}
+                args = _xy_arguments(text, messages) if name in self.xy_tool_names else {}
+                return {"name": name, "args": json.dumps(args), "id": f"offline_{name}", "index": 0}
         return None
 
     @property
@@ -285,6 +291,25 @@ class OfflineChatModel(BaseChatModel):
                 await asyncio.sleep(self.delay)
             yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
         yield ChatGenerationChunk(message=AIMessageChunk(content="", usage_metadata=self._usage(messages, pieces)))
+
+
+def _xy_arguments(text: str, messages: list[BaseMessage]) -> dict[str, str]:
+    """``{"y": "units", "x": "product"}`` for "chart units by product" when the system prompt
+    lists both as columns ("units (int64)"); else nothing (the tool's defaults)."""
+    match = re.search(r"(\w+) (?:by|per) (\w+)", text)
+    system = next((m.text for m in messages if isinstance(m, SystemMessage)), "")
+    if match and all(f"{word} (" in system for word in match.groups()):
+        return {"y": match.group(1), "x": match.group(2)}
+    return {}
+
+
+def _fields(tool: Any) -> list[str]:
+    schema = getattr(tool, "tool_call_schema", None)
+    if schema is None:
+        return []
+    if isinstance(schema, dict):
+        return list(schema.get("properties", {}))
+    return list(schema.model_fields)
 
 
 def _required_fields(tool: Any) -> list[str]:

@@ -179,10 +179,12 @@ async def run_scenario(page: Page, base_url: str, room: LLMChatRoom) -> None:
     await assert_nothing_ran(page, "chat page, after a reload", messages)
     await assert_readable(page, messages, [*VISIBLE_TEXT, HOSTILE_USER_MESSAGE], "chat page, after a reload")
 
-    # The room list titles the room after the user's first message.
+    # The room list, and the chat page's sidebar that names the conversation after the user's first message.
     await page.goto(f"{base_url}/example/")
     await assert_nothing_ran(page, "room list")
-    await assert_readable(page, "body", ["<img src=x onerror=window.__xss=7> <script>"], "room list")  # a shortened title
+    await page.goto(f"{base_url}/example/chat/{room.pk}/")
+    await assert_nothing_ran(page, "chat page sidebar", ".room-conversations")
+    await assert_readable(page, ".room-conversations", ["<img src=x onerror=window.__xss=7> <script>"], "chat page sidebar")  # a shortened title
 
     # The admin shows the whole thread, Markdown rendered by admin.js.
     await page.goto(f"{base_url}/admin/pyhub_ai/conversation/{room.conversation_id}/change/")

@@ -126,3 +126,20 @@ def test_the_consumers_import_without_the_data_extra_and_name_it_when_used():
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=SALES.parents[2], timeout=60)
     assert "ImproperlyConfigured" in result.stdout and 'pip install "pyhub_ai[data]"' in result.stdout, result.stderr
+
+
+async def test_the_offline_model_charts_the_columns_the_question_names(user_a, use_model):
+    use_model(OfflineChatModel())
+    frames, rows = await ask(user_a, "chart units by product")
+    call = next(f for f in frames if f["type"] == "tool_call")["tool_calls"][0]
+    assert (call["name"], call["args"]) == ("draw_chart", {"y": "units", "x": "product"})
+    assert "units by product" in frames[-1]["message"]["text"]
+
+
+async def test_describing_the_data_gives_a_short_summary_per_column_without_nan(user_a, use_model):
+    use_model(OfflineChatModel())
+    frames, rows = await ask(user_a, "describe the data")
+    tool = next(f for f in frames if f["type"] == "tool_result")["message"]
+    assert "NaN" not in tool["text"] and "- units (int64): count 20, min 25, max 130, mean 75.0" in tool["text"]
+    assert tool["artifact"]["columns"][:3] == ["column", "type", "count"]
+    assert all(value is None or value == value for row in tool["artifact"]["rows"] for value in row)

@@ -75,12 +75,12 @@ def test_starting_a_conversation_asks_an_anonymous_visitor_to_sign_in(client, ro
 # -- The room list ------------------------------------------------------------------------------
 
 
-def test_the_room_list_shows_the_users_first_message_as_the_title_of_an_untitled_room(alice, room, user_a):
-    store(room.conversation, user_a, HumanMessage("我想要一杯拿铁\nsecond line"), AIMessage("好的"))
+def test_an_untitled_room_keeps_its_settings_as_its_title_after_the_first_message(alice, room, user_a):
+    store(room.conversation, user_a, HumanMessage("Here is code:\nprint(1)"), AIMessage("好的"))
 
     page = text_of(alice.get("/example/"))
 
-    assert "我想要一杯拿铁" in page and "second line" not in page
+    assert "Chinese · Ordering coffee at Starbucks" in page and "Here is code:" not in page
     assert "2 messages" in page
 
 
@@ -240,7 +240,8 @@ def test_the_chat_page_shows_the_room_settings_and_its_conversations(alice, room
 
     page = text_of(alice.get(reverse("example:chat", args=[room.pk])))
 
-    assert "Chinese · Ordering coffee at Starbucks · Beginner" in page
+    assert "Chinese · Ordering coffee at Starbucks" in page and "Beginner" in page
+    assert page.count("Chinese · Ordering coffee at Starbucks") == 2  # the page title and the chat header, not a third time
     assert "hello tutor" in page
     assert "New conversation" in page
 

@@ -96,11 +96,28 @@ class _Analyst:
     # -- tools ---------------------------------------------------------------------------
 
     def describe(self) -> tuple[str, Any]:
+        """One line per column (type, count, then range and mean, or distinct values and the
+        most common one), and the same as a table; statistics a column has none of are left
+        out, never shown as NaN."""
         frame = self.frame
-        types = ", ".join(f"{column} ({dtype})" for column, dtype in frame.dtypes.astype(str).items())
-        stats = frame.describe(include="all").transpose().reset_index(names="column")
-        text = f"{len(frame)} rows, {len(frame.columns)} columns: {types}.\nStatistics:\n{stats.to_string(max_rows=30)}"
-        return text, frame.head(5)
+        rows = [self._column_summary(column) for column in frame.columns]
+        lines = [f"{len(frame)} rows, {len(frame.columns)} columns."]
+        lines += [f"- {row['column']} ({row['type']}): " + ", ".join(f"{key} {value}" for key, value in row.items()
+                  if key not in ("column", "type") and value not in (None, "")) for row in rows]
+        table = type(frame)([list(row.values()) for row in rows], columns=list(rows[0]) if rows else None, dtype=object)
+        return "\n".join(lines), table
+
+    def _column_summary(self, column: Any) -> dict[str, Any]:
+        series = self.frame[column]
+        summary: dict[str, Any] = {"column": str(column), "type": str(series.dtype), "count": int(series.count())}
+        numeric = series.dtype.kind in "iuf" and series.count()
+        summary["min"] = _short(series.min()) if numeric else None
+        summary["max"] = _short(series.max()) if numeric else None
+        summary["mean"] = _short(series.mean()) if numeric else None
+        summary["distinct"] = None if numeric else int(series.nunique())
+        common = series.mode()
+        summary["most common"] = None if numeric or common.empty else str(common.iloc[0])
+        return summary
 
     def query(self, filters: list[Filter] | None = None, columns: list[str] | None = None, sort_by: str | None = None,
               descending: bool = False, limit: int = 10) -> tuple[str, Any]:
@@ -204,3 +221,9 @@ class _Analyst:
 
     def _frame(self, data: dict[str, list[Any]]) -> Any:
         return type(self.frame)(data)
+
+
+def _short(value: Any) -> Any:
+    """A number for people: integers as they are, others rounded to two decimals."""
+    value = value.item() if hasattr(value, "item") else value
+    return value if isinstance(value, int) else round(float(value), 2)
