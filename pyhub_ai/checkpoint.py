@@ -282,7 +282,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         rows, and its blob lists their runs."""
         if stored_messages.looks_like_message_list(value):
             bases = self.message_lists.recent(thread.pk) or self._parent_lists(thread, ns, channel, parent_id, using)
-            stored = stored_messages.store(thread.rows, value, bases, using)
+            stored = stored_messages.store(thread.rows, value, bases, using, self.message_lists.known(thread.pk))
             if stored is not None:
                 self.message_lists.add(thread.pk, stored)
                 return channel, version, MESSAGES_TYPE, stored_messages.encode_runs(stored.runs)
@@ -430,7 +430,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
 
     # -- Conversations stored before ----------------------------------------------------------
 
-    def thread_messages(self, thread_id: str) -> list[BaseMessage]:
+    def thread_messages(self, thread_id: str, before: int | None = None) -> list[BaseMessage]:
         """The complete messages already stored in the conversation thread ``thread_id`` names
         (by a chat consumer or ``DjangoChatMessageHistory``, say), oldest first. The saver
         remembers them, so a checkpoint that lists them refers to their rows: give them to a
@@ -438,19 +438,32 @@ class DjangoSaver(BaseCheckpointSaver[str]):
 
             if not graph.get_state(config).values.get("messages"):
                 graph.update_state(config, {"messages": saver.thread_messages(thread_id)})
+
+        ``before``: only the rows with a smaller id.
         """
-        return dbthread.run(router.db_for_write(Checkpoint), self._thread_messages, thread_id)
+        return dbthread.run(router.db_for_write(Checkpoint), self._thread_messages, thread_id, before)
 
-    async def athread_messages(self, thread_id: str) -> list[BaseMessage]:
-        return await sync_to_async(self._thread_messages)(thread_id)
+    async def athread_messages(self, thread_id: str, before: int | None = None) -> list[BaseMessage]:
+        return await sync_to_async(self._thread_messages)(thread_id, before)
 
-    def _thread_messages(self, thread_id: str) -> list[BaseMessage]:
+    def _thread_messages(self, thread_id: str, before: int | None = None) -> list[BaseMessage]:
         def read(thread: _Thread) -> list[BaseMessage]:
-            stored = stored_messages.stored_thread(thread.rows, router.db_for_write(Checkpoint))
+            stored = stored_messages.stored_thread(thread.rows, router.db_for_write(Checkpoint), before)
             self.message_lists.add(thread.pk, stored)
             return list(stored.messages)
 
         return self._with_thread(thread_id, read, create=True)
+
+    def remember_rows(self, thread_id: str, pairs: Sequence[tuple[BaseMessage, int]]) -> None:
+        """Tell the saver that these message objects are already stored, as these rows of the
+        thread's conversation (a chat consumer stores a turn's messages itself): a checkpoint
+        that lists them refers to the rows instead of storing them again."""
+        thread = dbthread.run(router.db_for_write(Checkpoint), self._thread, thread_id, True)
+        self.message_lists.add(thread.pk, stored_messages.known_rows(pairs), key=stored_messages.KNOWN_ROWS)
+
+    async def aremember_rows(self, thread_id: str, pairs: Sequence[tuple[BaseMessage, int]]) -> None:
+        thread = await sync_to_async(self._thread)(thread_id, True)
+        self.message_lists.add(thread.pk, stored_messages.known_rows(pairs), key=stored_messages.KNOWN_ROWS)
 
     # -- Threads -------------------------------------------------------------------------------
 
@@ -476,7 +489,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
                 return work(fresh)
         return result
 
-    def _thread(self, thread_id: str, *, create: bool) -> _Thread | None:
+    def _thread(self, thread_id: str, create: bool) -> _Thread | None:
         with self._threads_lock:
             remembered = self._threads.get(thread_id)
         if remembered is not None:

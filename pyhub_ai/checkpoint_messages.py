@@ -42,6 +42,10 @@ MESSAGES_TYPE = "pyhub_ai.messages"
 Run = tuple[int, int, int]
 """``(first row id, last row id, number of rows)``: a thread's rows with ids in that range."""
 
+#: The cache key of the rows a thread was told of (``DjangoSaver.remember_rows``); the latest
+#: call replaces the one before.
+KNOWN_ROWS = "known rows"
+
 #: More runs than this are read with one range query over the thread instead of one range each.
 _MAX_RANGES_PER_QUERY = 50
 
@@ -93,29 +97,36 @@ class MessageListCache:
     """The last few message lists stored or read, per LangGraph thread (``GraphThread`` pk),
     most recent last; least recently used threads are forgotten first. Thread-safe."""
 
-    def __init__(self, max_threads: int = 256, lists_per_thread: int = 4) -> None:
+    def __init__(self, max_threads: int = 256, lists_per_thread: int = 6) -> None:
         self.max_threads = max_threads
         self.lists_per_thread = lists_per_thread
-        self._threads: OrderedDict[int, OrderedDict[tuple[Run, ...], MessageList]] = OrderedDict()
+        self._threads: OrderedDict[int, OrderedDict[Any, MessageList]] = OrderedDict()
         self._lock = threading.Lock()
 
     def recent(self, thread_pk: int) -> list[MessageList]:
-        """This thread's cached lists, most recent first."""
+        """This thread's cached lists, most recent first (not its ``KNOWN_ROWS``)."""
         with self._lock:
             lists = self._threads.get(thread_pk)
             if lists is None:
                 return []
             self._threads.move_to_end(thread_pk)
-            return list(reversed(lists.values()))
+            return [stored for key, stored in reversed(lists.items()) if key != KNOWN_ROWS]
 
-    def add(self, thread_pk: int, stored: MessageList) -> None:
+    def known(self, thread_pk: int) -> MessageList | None:
+        """The rows this thread was last told of (``DjangoSaver.remember_rows``)."""
+        with self._lock:
+            return self._threads.get(thread_pk, {}).get(KNOWN_ROWS)
+
+    def add(self, thread_pk: int, stored: MessageList, key: Any = None) -> None:
+        """Remember ``stored`` (under ``key``, which replaces what it named; default: its runs)."""
         if self.max_threads <= 0:
             return
+        key = stored.runs if key is None else key
         with self._lock:
             lists = self._threads.setdefault(thread_pk, OrderedDict())
             self._threads.move_to_end(thread_pk)
-            lists[stored.runs] = stored
-            lists.move_to_end(stored.runs)
+            lists[key] = stored
+            lists.move_to_end(key)
             while len(lists) > self.lists_per_thread:
                 lists.popitem(last=False)
             while len(self._threads) > self.max_threads:
@@ -130,18 +141,22 @@ class MessageListCache:
 
 
 def store(
-    thread: ThreadRows, messages: list[BaseMessage], bases: Sequence[MessageList], using: str
+    thread: ThreadRows, messages: list[BaseMessage], bases: Sequence[MessageList], using: str, known: MessageList | None = None
 ) -> MessageList | None:
-    """Store ``messages``: reuse the rows of messages found (by identity) in ``bases``, insert
-    the others as complete rows of ``thread``; the stored list, or ``None`` when an item is not a
-    message or cannot be stored as a row (the caller serializes the list instead)."""
+    """Store ``messages``: reuse the rows of messages found in ``bases`` or ``known`` (rows
+    stored by someone else), insert the others as complete rows of ``thread``; the stored list,
+    or ``None`` when an item is not a message or cannot be stored as a row (the caller
+    serializes the list instead).
+
+    The usual list is a stored one plus new messages: its head is found with one list
+    comparison, and only its tail is looked up (in ``known``)."""
     builder = _RunBuilder(thread, using)
     base = _longest_prefix_base(messages, bases)
     if base is not None:
         builder.runs, builder.pks = list(base.runs), list(base.pks)
-        items: list[Any] = list(messages[len(base.messages) :])  # all new
+        items: list[Any] = _match_items(messages[len(base.messages) :], [known] if known else [])
     else:
-        items = _match_items(messages, bases)
+        items = _match_items(messages, [*bases, known] if known else bases)
     fresh = [item for item in items if not isinstance(item, tuple)]
     if not all(isinstance(item, BaseMessage) for item in fresh):
         return None
@@ -212,8 +227,8 @@ class _RunBuilder:
 
     def add_reused(self, pk: int, run_key: tuple[int, int]) -> None:
         """A stored row: it extends the last run when it is the next row of the same stored
-        run, else it starts a run of its own."""
-        if self.runs and self._last_key == run_key and self.pks[-1] < pk:
+        run, or the thread's next row after it; else it starts a run of its own."""
+        if self.runs and self.pks and self.pks[-1] < pk and (self._last_key == run_key or self._only_these(self.runs[-1][1], pk, 1)):
             first, _, count = self.runs[-1]
             self.runs[-1] = (first, pk, count + 1)
         else:
@@ -245,6 +260,12 @@ class _RunBuilder:
         if upto - after == expected:
             return True
         return statements.count_thread_messages(*self.thread.key(), after=after, upto=upto) == expected
+
+
+def known_rows(pairs: Sequence[tuple[BaseMessage, int]]) -> MessageList:
+    """A list of messages already stored as the given rows (see ``DjangoSaver.remember_rows``):
+    a base that lets ``store`` refer to those rows."""
+    return MessageList(runs=tuple((pk, pk, 1) for _, pk in pairs), pks=[pk for _, pk in pairs], messages=[m for m, _ in pairs])
 
 
 # -- Reading ---------------------------------------------------------------------------------
@@ -302,15 +323,18 @@ def _extends(old: Sequence[Run], new: Sequence[Run], index: int) -> bool:
     return first == new_first and last <= new_last and count <= new_count
 
 
-def stored_thread(thread: ThreadRows, using: str) -> MessageList:
-    """Every complete message the conversation thread holds, oldest first, as a stored list:
-    its runs skip the rows that are not (failed or interrupted replies, unreadable rows)."""
+def stored_thread(thread: ThreadRows, using: str, before: int | None = None) -> MessageList:
+    """Every complete message the conversation thread holds (with an id below ``before``, if
+    given), oldest first, as a stored list: its runs skip the rows that are not (failed or
+    interrupted replies, unreadable rows)."""
     runs: list[Run] = []
     pks: list[int] = []
     messages: list[BaseMessage] = []
     previous_included = False
-    rows = thread.queryset(using).order_by("pk").values_list("pk", "status", "content")
-    for pk, status, content in rows.iterator():
+    rows = thread.queryset(using)
+    if before is not None:
+        rows = rows.filter(pk__lt=before)
+    for pk, status, content in rows.order_by("pk").values_list("pk", "status", "content").iterator():
         message = _decode(pk, content) if status == ConversationMessage.Status.COMPLETE else None
         if message is None:
             previous_included = False

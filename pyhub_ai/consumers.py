@@ -14,7 +14,7 @@ from django.utils import translation
 from django.utils.translation import gettext
 
 from .conf import conf
-from .mixins import AgentMixin, ChatMixin, ConversationMixin, FrameProtocolMixin, LLMMixin, ThreadGroupMixin
+from .mixins import AgentMixin, ChatMixin, ConversationMixin, FrameProtocolMixin, GraphMixin, LLMMixin, ThreadGroupMixin
 from .mixins.data import DataAnalystMixin
 from .mixins.mcp import MCPMixin
 from .mixins.model_choice import ModelChoiceMixin
@@ -24,6 +24,7 @@ logger = logging.getLogger("pyhub_ai.consumers")
 
 
 class BaseAgentChatConsumer(
+    GraphMixin,
     MCPMixin,
     AgentMixin,
     ModelChoiceMixin,

@@ -2,8 +2,9 @@
 from .agent import AgentMixin
 from .chat import ChatMixin
 from .conversation import ConversationMixin
+from .graph import GraphMixin
 from .group import ThreadGroupMixin
 from .llm import LLMMixin
 from .protocol import FrameProtocolMixin
 
-__all__ = ["AgentMixin", "ChatMixin", "ConversationMixin", "FrameProtocolMixin", "LLMMixin", "ThreadGroupMixin"]
+__all__ = ["AgentMixin", "ChatMixin", "ConversationMixin", "FrameProtocolMixin", "GraphMixin", "LLMMixin", "ThreadGroupMixin"]
