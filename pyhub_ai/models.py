@@ -196,3 +196,5 @@ class ThreadLock(models.Model):
 
 # LangGraph's checkpoints (pyhub_ai.checkpoint) live in a module of their own.
 from .checkpoint_models import Checkpoint, CheckpointBlob, CheckpointWrite, GraphThread  # noqa: E402, F401
+# The usage ledger (pyhub_ai.ledger, pyhub_ai.budgets) too.
+from .usage_models import UsageRecord, UsageTotal  # noqa: E402, F401
