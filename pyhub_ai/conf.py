@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 
@@ -108,6 +109,19 @@ class Settings:
     def RATE_LIMIT_CACHE(self) -> str:
         """The cache (a key of ``CACHES``) that counts model calls; share it between workers."""
         return getattr(settings, "PYHUB_AI_RATE_LIMIT_CACHE", "default")
+
+    @property
+    def MODEL_PRICES(self) -> dict[str, dict[str, float]]:
+        """Prices per million tokens by ``"provider:model"``: ``{"input": ..., "output": ...,
+        "cached_input": ...}`` (``cached_input`` defaults to ``input``); a model not listed
+        costs 0 and its ledger rows say so (see ``pyhub_ai.ledger``)."""
+        return getattr(settings, "PYHUB_AI_MODEL_PRICES", None) or {}
+
+    @property
+    def BUDGETS(self) -> dict[str, Any]:
+        """Spending limits per user, group, anonymous visitor and for the site, per day and
+        month, in tokens or cost (see ``pyhub_ai.budgets``); empty: no budget."""
+        return getattr(settings, "PYHUB_AI_BUDGETS", None) or {}
 
     @property
     def FRAME_FLOOD_LIMIT(self) -> int:

@@ -29,7 +29,7 @@ from langchain_core.messages import (
     message_chunk_to_message,
 )
 
-from . import codec, locks, statements
+from . import codec, ledger, locks, statements
 from .conf import conf
 from .models import Conversation, ConversationMessage
 from .tokens import count_tokens
@@ -54,14 +54,16 @@ class DuplicateMessage(Exception):
 @dataclass
 class Turn:
     """One user turn while it runs: the stored human message, the AI placeholder, the
-    thread's messages before the turn (the prompt's history), and the thread lock's lease
-    the turn holds (released when the reply is stored)."""
+    thread's messages before the turn (the prompt's history), the thread lock's lease
+    the turn holds (released when the reply is stored), and the model call running now
+    (``call``, set by the consumer; stored in the usage ledger with the call's reply)."""
 
     turn_id: uuid.UUID
     human: ConversationMessage
     ai: ConversationMessage
     previous_messages: list[BaseMessage] = field(default_factory=list)
     lease: locks.Lease | None = None
+    call: ledger.ModelCall | None = None
 
 
 class DjangoChatMessageHistory(BaseChatMessageHistory):
@@ -245,14 +247,16 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         step, thread = turn.ai, self._thread_fields(turn.ai.conversation_id)
         tool_rows = [ConversationMessage.from_message(message, turn_id=turn.turn_id, **thread) for message in tool_messages]
         turn.ai = ConversationMessage.from_message(AIMessage(content=""), turn_id=turn.turn_id, status=Status.STREAMING, **thread)
-        await sync_to_async(_store_reply)(step, ai_message, Status.COMPLETE, new_rows=[*tool_rows, turn.ai])
+        call, turn.call = turn.call, None
+        await sync_to_async(_store_reply)(step, ai_message, Status.COMPLETE, new_rows=[*tool_rows, turn.ai], call=call)
         return tool_rows
 
     def finish_turn(self, turn: Turn, ai_message: AIMessage, status: str = Status.COMPLETE) -> None:
         """Store the AI reply (complete, or the partial text with an error/interrupted status),
-        add its token usage to the conversation's totals and release the turn's lease, in one
-        transaction."""
-        _store_reply(turn.ai, ai_message, status, release=turn.lease)
+        add its token usage to the conversation's totals, record the model call in the usage
+        ledger (``turn.call``, if any) and release the turn's lease, in one transaction."""
+        call, turn.call = turn.call, None
+        _store_reply(turn.ai, ai_message, status, release=turn.lease, call=call)
 
     async def afinish_turn(self, turn: Turn, ai_message: AIMessage, status: str = Status.COMPLETE) -> None:
         await sync_to_async(self.finish_turn)(turn, ai_message, status)
@@ -379,12 +383,14 @@ def _store_reply(
     status: str,
     new_rows: Sequence[ConversationMessage] = (),
     release: locks.Lease | None = None,
+    call: ledger.ModelCall | None = None,
 ) -> None:
     """Put ``ai_message`` into ``ai_row`` with ``status``: the row, any rows that follow it,
-    the conversation's token totals and the release of the lease ``release`` happen together
-    or not at all."""
+    the conversation's token totals, the ledger row of ``call`` (``pyhub_ai.ledger``) and the
+    release of the lease ``release`` happen together or not at all."""
     ai_row.content, ai_row.status, ai_row.token_count = codec.encode(ai_message), status, count_tokens(ai_message)
     usage = ai_message.usage_metadata or {}
+    activity = _activity_fields()
     with transaction.atomic():
         statements.update_message(ai_row.pk, content=ai_row.content, status=status, token_count=ai_row.token_count)
         if new_rows:
@@ -393,8 +399,11 @@ def _store_reply(
             ai_row.conversation_id,
             input_tokens=usage.get("input_tokens", 0),
             output_tokens=usage.get("output_tokens", 0),
-            **_activity_fields(),
+            **activity,
         )
+        if call is not None:
+            now = activity["updated_at"]
+            statements.insert_usage(ledger.record(call, ai_message, ai_row, now), [call.subject, ledger.SITE], ledger.day_of(now))
         if release is not None:
             locks.release(release)
 

@@ -20,7 +20,7 @@ from typing import Any
 from django.db import connections, router
 from django.db.models import Model
 
-from .models import Checkpoint, CheckpointBlob, CheckpointWrite, Conversation, ConversationMessage, ThreadLock
+from .models import Checkpoint, CheckpointBlob, CheckpointWrite, Conversation, ConversationMessage, ThreadLock, UsageRecord, UsageTotal
 
 
 class _Table:
@@ -139,6 +139,35 @@ def add_conversation_activity(pk: Any, *, input_tokens: int, output_tokens: int,
         sets.append(f"{c['expires_at']} = %s")
         params.append(t.prep("expires_at", expires_at))
     t.update(f"UPDATE {t.name} SET {', '.join(sets)} WHERE {c['id']} = %s", [*params, pk])
+
+
+
+# -- The usage ledger (pyhub_ai.ledger) -----------------------------------------------------------
+
+
+def insert_usage(record: UsageRecord, subjects: Sequence[str], day: Any) -> None:
+    """Insert a model call's ledger row and add it to the ``day`` totals of ``subjects`` (the
+    visitor's budget subject and the site): two statements, in the caller's transaction."""
+    t = _for_write(UsageRecord)
+    fields = [field for name, field in t.fields.items() if not field.primary_key]
+    t.update(_plain_insert_sql(t, [field.name for field in fields], 1), [t.prep(field.name, getattr(record, field.attname)) for field in fields])
+    totals = _for_write(UsageTotal)
+    tokens, cost = record.input_tokens + record.output_tokens, totals.prep("cost", record.cost)
+    subjects = sorted(set(subjects))  # one lock order for every transaction: no deadlock between them
+    params = [value for subject in subjects for value in (subject, totals.prep("day", day), tokens, cost, 1)]
+    totals.update(_add_totals_sql(totals, len(subjects)), params)
+
+
+@cache
+def _add_totals_sql(t: _Table, rows: int) -> str:
+    c = t.column
+    head = _plain_insert_sql(t, ["subject", "day", "tokens", "cost", "calls"], rows)
+    sums = ("tokens", "cost", "calls")
+    if t.connection.vendor == "mysql":
+        return head + " ON DUPLICATE KEY UPDATE " + ", ".join(f"{c[n]} = {c[n]} + VALUES({c[n]})" for n in sums)
+    return head + f" ON CONFLICT ({c['subject']}, {c['day']}) DO UPDATE SET " + ", ".join(
+        f"{c[n]} = {t.name}.{c[n]} + excluded.{c[n]}" for n in sums
+    )
 
 
 # -- LangGraph checkpoints (pyhub_ai.checkpoint) ------------------------------------------------

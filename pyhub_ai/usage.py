@@ -16,16 +16,24 @@ Each call is counted, in fixed windows in the cache ``PYHUB_AI_RATE_LIMIT_CACHE`
 - ``PYHUB_AI_GLOBAL_RATE_LIMIT`` for the whole site, a ceiling on what every visitor together
   may spend.
 
-A refusal raises ``UsageLimited``; the consumer answers it with a ``rate_limited`` error frame.
+Then the budgets of ``PYHUB_AI_BUDGETS`` (``pyhub_ai.budgets.over_budget``: tokens or cost per day
+and month, for the visitor and for the site, from the usage ledger's totals).
+
+A refusal raises ``UsageLimited`` (a ``rate_limited`` error frame) or ``QuotaExceeded`` (a
+``quota_exceeded`` error frame that says when the budget resets).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from django.utils import timezone
+from django.utils.formats import date_format, time_format
 from django.utils.translation import gettext
 
-from . import ratelimit
+from . import budgets, ratelimit
 from .conf import conf
 
 SITE = "site"
@@ -36,11 +44,13 @@ VISITOR = "visitor"
 class Visitor:
     """Whose model calls these are: a signed-in ``user_id``; else an anonymous visitor's
     ``session`` (the hash that keys their thread, empty without a session cookie) and their
-    client ``address`` (empty when the server does not know it)."""
+    client ``address`` (empty when the server does not know it). ``timezone``: the visitor's
+    IANA time zone, if known (refusals say when a budget resets in it)."""
 
     user_id: Any = None
     session: str = ""
     address: str = ""
+    timezone: str = ""
 
     def meters(self) -> list[str]:
         """The counters ``PYHUB_AI_RATE_LIMIT`` applies to, each on its own.
@@ -71,6 +81,42 @@ class UsageLimited(Exception):
         return gettext("You are sending messages too fast. Please wait a moment.")
 
 
+class QuotaExceeded(UsageLimited):
+    """A model call refused by a budget of ``PYHUB_AI_BUDGETS`` (``limit``: ``VISITOR`` or
+    ``SITE``) until ``resets_at``; the message says when, in the visitor's time zone."""
+
+    code = "quota_exceeded"
+
+    def __init__(self, limit: str, resets_at: datetime, tz: str = "") -> None:
+        super().__init__(limit)
+        self.resets_at = resets_at
+        self.tz = tz
+
+    @property
+    def client_message(self) -> str:
+        if self.limit == SITE:
+            reached = gettext("The assistant has used up this site's budget for now.")
+        else:
+            reached = gettext("You have used up your usage budget.")
+        return f"{reached} {self.reset_sentence()}"
+
+    def reset_sentence(self, now: datetime | None = None) -> str:
+        """When the budget resets, as the visitor would say it: today at a time, tomorrow, or a date."""
+        try:
+            tz = ZoneInfo(self.tz) if self.tz else timezone.get_current_timezone()
+        except (ValueError, LookupError):
+            tz = timezone.get_current_timezone()
+        resets = timezone.localtime(self.resets_at, tz)
+        today = timezone.localtime(now or timezone.now(), tz).date()
+        if resets.date() <= today:
+            return gettext("It resets today at %(time)s.") % {"time": time_format(resets.time(), "TIME_FORMAT")}
+        if resets.date() == today + timedelta(days=1):
+            if resets.hour == resets.minute == 0:
+                return gettext("It resets tomorrow.")
+            return gettext("It resets tomorrow at %(time)s.") % {"time": time_format(resets.time(), "TIME_FORMAT")}
+        return gettext("It resets on %(date)s.") % {"date": date_format(resets.date(), "DATE_FORMAT")}
+
+
 def admit_model_call(visitor: Visitor) -> None:
     """Count one model call for ``visitor`` and for the site; raise ``UsageLimited`` when a limit
     is used up. Synchronous (the chat consumer calls it in the database call that starts a turn).
@@ -86,3 +132,6 @@ def admit_model_call(visitor: Visitor) -> None:
     site_rate = conf.GLOBAL_RATE_LIMIT
     if site_rate and not ratelimit.hit(SITE, site_rate):
         raise UsageLimited(SITE)
+    refusal = budgets.over_budget(visitor)
+    if refusal is not None:
+        raise QuotaExceeded(SITE if refusal.limit == "site" else VISITOR, refusal.resets_at, visitor.timezone)

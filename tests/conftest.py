@@ -133,15 +133,18 @@ class ToolCallingFakeChatModel(RecordingFakeChatModel):
         for index, call in enumerate(answer.tool_calls):
             chunk = {"name": call["name"], "args": json.dumps(call["args"]), "id": call["id"], "index": index}
             yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[chunk]))
-        usage = {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}
+        usage = answer.usage_metadata or {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}
         yield ChatGenerationChunk(message=AIMessageChunk(content="", usage_metadata=usage))
 
 
 def tool_calls_then(*steps) -> ToolCallingFakeChatModel:
-    """``steps``: lists of (name, args) tool calls, or a final answer string."""
+    """``steps``: lists of (name, args) tool calls, or a final answer (a string, or an
+    ``AIMessage`` whose ``usage_metadata`` replaces the default 10 input / 5 output tokens)."""
     messages = []
     for number, step in enumerate(steps):
-        if isinstance(step, str):
+        if isinstance(step, AIMessage):
+            messages.append(step)
+        elif isinstance(step, str):
             messages.append(AIMessage(content=step))
         else:
             calls = [{"name": name, "args": args, "id": f"call_{number}_{i}"} for i, (name, args) in enumerate(step)]

@@ -6,20 +6,26 @@ import logging
 import traceback
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 from django.utils.translation import gettext
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, message_chunk_to_message
 
+from .. import budgets
 from ..conf import conf
 from ..display import message_object
 from ..history import DjangoChatMessageHistory, DuplicateMessage, ThreadAlreadyStarted, Turn
-from ..llm import STARTER_FLAG, OpenAIReplyStream, ReplyStream, reply_stream
+from ..ledger import ModelCall
+from ..llm import STARTER_FLAG, OpenAIReplyStream, ReplyStream, parse_model, reply_stream
 from ..locks import Lease, ThreadBusy, thread_lock
 from ..models import ConversationMessage
 from ..usage import UsageLimited, Visitor, admit_model_call
 from .protocol import FrameError
 
 logger = logging.getLogger("pyhub_ai.chat")
+
+#: The cookie that tells the server the visitor's time zone (``get_visitor_timezone``).
+TIMEZONE_COOKIE = "pyhub_ai_timezone"
 
 Status = ConversationMessage.Status
 
@@ -63,10 +69,27 @@ class ChatMixin:
         signed-in user; else the anonymous session (if any) and the client's address."""
         user = self.get_user()
         client = self.scope.get("client") or ("",)
+        tz = self.get_visitor_timezone()
         if user.is_authenticated:
-            return Visitor(user_id=user.pk, address=client[0])
+            return Visitor(user_id=user.pk, address=client[0], timezone=tz)
         has_session = bool(getattr(self.scope.get("session"), "session_key", None))
-        return Visitor(session=self.get_visitor_key() if has_session else "", address=client[0])
+        return Visitor(session=self.get_visitor_key() if has_session else "", address=client[0], timezone=tz)
+
+    def get_visitor_timezone(self) -> str:
+        """The visitor's IANA time zone (a ``quota_exceeded`` refusal says when the budget
+        resets in it): the ``pyhub_ai_timezone`` cookie the chat page sets from the browser;
+        empty (the current time zone) without one."""
+        return self.scope.get("cookies", {}).get(TIMEZONE_COOKIE, "")[:64]
+
+    def get_usage_model(self) -> str:
+        """The model the usage ledger records for this turn's calls (and whose
+        ``PYHUB_AI_MODEL_PRICES`` entry prices them): ``get_llm_model()`` as ``"provider:model"``;
+        ``"unknown"`` for a consumer that overrides ``get_llm()`` and names no model."""
+        try:
+            return ":".join(parse_model(self.get_llm_model()))[:200]
+        except ImproperlyConfigured:
+            return "unknown"
+
 
     async def start_first_turn(self) -> None:
         """Start an empty thread with ``llm_first_user_message_template`` (called by the
@@ -145,7 +168,8 @@ class ChatMixin:
         thread is still empty (else ``on_thread_already_started()``), then counts the model call
         (``pyhub_ai.usage.admit_model_call`` for ``get_usage_visitor()``: a refusal stores
         nothing) and stores the human message (``DjangoChatMessageHistory.start_turn``); the one
-        that stores the reply releases the lock.
+        that stores the reply releases the lock. A visitor whom a budget limits holds a second
+        lock around it (``pyhub_ai.budgets.spending_lock``): their turns run one at a time.
         """
         history = self.history
         visitor = self.get_usage_visitor()
@@ -158,8 +182,9 @@ class ChatMixin:
 
         lease = None
         try:
-            async with thread_lock(history.thread_key, wait=conf.TURN_LOCK_WAIT, on_acquire=start) as lease:
-                await self.run_locked_turn(history, lease.value, human_message, visible=visible)
+            async with budgets.spending_lock(visitor):
+                async with thread_lock(history.thread_key, wait=conf.TURN_LOCK_WAIT, on_acquire=start) as lease:
+                    await self.run_locked_turn(history, lease.value, human_message, visible=visible)
         except ThreadBusy:
             await self.fail_reply("conversation_busy", gettext("This conversation is busy with another reply. Please try again."))
         except ThreadAlreadyStarted:  # nothing was stored
@@ -254,8 +279,10 @@ class ChatMixin:
         model's own smaller per-chunk timeout; less at most a tenth) for each token
         (``TimeoutError`` otherwise); the text so far is saved every
         ``PYHUB_AI_STREAM_SAVE_INTERVAL`` seconds, and ``_partial_reply`` gives the caller
-        what came when the stream fails or is cancelled.
+        what came when the stream fails or is cancelled. The call is recorded in the usage
+        ledger with its reply (``turn.call``, see ``pyhub_ai.ledger``).
         """
+        turn.call = ModelCall(self.get_usage_model(), prompt, budgets.subject_of(self.get_usage_visitor()))
         loop = asyncio.get_running_loop()
         self._reply_stream = stream = reply_stream(llm, prompt)
         self._texts = texts = []
