@@ -60,11 +60,17 @@ async def test_a_socket_stops_acting_as_a_user_whose_session_was_deleted(server,
     assert not await ConversationMessage.objects.filter(visitor_key__gt="").aexists()
 
 
-async def test_a_socket_stops_acting_as_a_user_whose_password_changed(server, user_a):
+async def open_tutorial_room(server: str, user) -> Client:
+    """A new tutorial room, opened by ``user`` once its starter turn has been answered."""
     conversation = (await sync_to_async(LLMChatRoom.objects.create)()).conversation
-    session = await sync_to_async(signed_in_session)(user_a)
+    session = await sync_to_async(signed_in_session)(user)
     client = await open_room(server, f"/ws/example/chat/{conversation.pk}/", f"{settings.SESSION_COOKIE_NAME}={session.session_key}")
     await client.until("stream_end")
+    return client
+
+
+async def test_a_socket_stops_acting_as_a_user_whose_password_changed(server, user_a):
+    client = await open_tutorial_room(server, user_a)
     stored = await thread_rows(user_a)
 
     user_a.set_password("a-new-password-456")  # other sessions of the user end with it
@@ -76,10 +82,7 @@ async def test_a_socket_stops_acting_as_a_user_whose_password_changed(server, us
 
 
 async def test_a_deactivated_users_socket_is_closed(server, user_a):
-    conversation = (await sync_to_async(LLMChatRoom.objects.create)()).conversation
-    session = await sync_to_async(signed_in_session)(user_a)
-    client = await open_room(server, f"/ws/example/chat/{conversation.pk}/", f"{settings.SESSION_COOKIE_NAME}={session.session_key}")
-    await client.until("stream_end")
+    client = await open_tutorial_room(server, user_a)
     stored = await thread_rows(user_a)
 
     user_a.is_active = False
