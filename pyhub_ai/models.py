@@ -132,6 +132,22 @@ class ConversationMessage(models.Model):
     token_count = models.PositiveIntegerField(
         _("token count"), default=0, help_text=_("Estimated when the message is stored; used by the history window.")
     )
+    # No database constraint and no cascade: deleting a conversation stays one fast DELETE of its
+    # rows (pyhub_ai_prune), whatever the shape of its tree.
+    parent = models.ForeignKey(
+        "self",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("parent"),
+        help_text=_(
+            "The message this one follows in its branch; messages with the same parent are versions of one "
+            "another (an edited message, a regenerated reply). Empty in a thread that never branched: there "
+            "each message follows the one before it."
+        ),
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
@@ -177,6 +193,30 @@ def role_of(message: BaseMessage) -> str:
     """The stored role of a LangChain message ("AIMessageChunk" counts as "ai")."""
     message_type = message.type.removesuffix("MessageChunk").lower()
     return _ROLE_BY_TYPE.get(message_type, ConversationMessage.Role.HUMAN)
+
+
+class ThreadBranch(models.Model):
+    """The branch a thread shows, once the thread has branched (see ``pyhub_ai.branches``).
+
+    A thread without this row never branched: its messages form one line, in id order. With it,
+    every message names its ``parent`` and the thread shows the branch ending at ``leaf``, as long
+    as the thread's newest message is still ``newest`` (a turn adds newer messages, on the branch
+    it continued, which then ends at the newest message).
+    """
+
+    key = models.CharField(_("thread"), max_length=200, primary_key=True)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="+", verbose_name=_("conversation")
+    )
+    leaf = models.PositiveBigIntegerField(_("leaf"), help_text=_("The id of the last message of the branch shown."))
+    newest = models.PositiveBigIntegerField(_("newest"), help_text=_("The thread's newest message id when the branch was chosen."))
+
+    class Meta:
+        verbose_name = _("thread branch")
+        verbose_name_plural = _("thread branches")
+
+    def __str__(self) -> str:
+        return self.key
 
 
 class ThreadLock(models.Model):
