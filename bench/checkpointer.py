@@ -235,30 +235,9 @@ def run_worker(db: str, sizes: list[int], turns: int, warmup: int) -> dict:
 
 
 def _run_database(db: str, sizes: list[int], turns: int, warmup: int) -> dict:
-    from bench.history_scaling import create_throwaway_database
+    from bench.history_scaling import worker_database
 
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.checkpointer_settings", "PYHUB_AI_BENCH_DB": db, "PYTHONPATH": str(ROOT)}
-    cleanup = []
-    if db == "sqlite":
-        directory = ROOT / "var" / "bench"
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"checkpointer-{os.getpid()}.sqlite3"
-        env["PYHUB_AI_BENCH_SQLITE_PATH"] = str(path)
-
-        def remove_files() -> None:
-            for base in (path, path.with_suffix(".official.sqlite3")):
-                for suffix in ("", "-journal", "-wal", "-shm"):
-                    Path(f"{base}{suffix}").unlink(missing_ok=True)
-
-        remove_files()
-        cleanup.append(remove_files)
-    else:
-        url = os.environ.get("PYHUB_AI_BENCH_POSTGRES_URL")
-        if not url:
-            raise SystemExit("PYHUB_AI_BENCH_POSTGRES_URL is not set: run `make bench`, or pass --db sqlite.")
-        name, drop_database = create_throwaway_database(url, "_checkpointer")
-        env["PYHUB_AI_BENCH_POSTGRES_NAME"] = name
-        cleanup.append(drop_database)
+    env, cleanup = worker_database(db, "bench.checkpointer_settings", "checkpointer", "_checkpointer")
     try:
         with tempfile.NamedTemporaryFile("r", suffix=".json") as output:
             command = [

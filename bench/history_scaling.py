@@ -287,31 +287,38 @@ def create_throwaway_database(url: str, kind: str = "") -> tuple[str, Callable[[
     return name, drop_database
 
 
-def _run_database(db: str, sizes: list[int], turns: int, warmup: int) -> dict:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings", "PYHUB_AI_BENCH_DB": db, "PYTHONPATH": str(ROOT)}
-    cleanup = []
+def worker_database(db: str, settings: str, prefix: str, kind: str = "") -> tuple[dict[str, str], list[Callable[[], None]]]:
+    """The environment of a benchmark worker process (Django ``settings``) on a throwaway
+    database: a SQLite file ``var/bench/<prefix>-<pid>.sqlite3`` (its files, ``<prefix>-<pid>.*``,
+    are removed before and after), or a database of its own on the PostgreSQL server of
+    ``PYHUB_AI_BENCH_POSTGRES_URL``; and the steps that remove it. Used by the history and
+    checkpointer benchmarks."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings, "PYHUB_AI_BENCH_DB": db, "PYTHONPATH": str(ROOT)}
     if db == "sqlite":
         directory = ROOT / "var" / "bench"
         directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"bench-{os.getpid()}.sqlite3"
+        path = directory / f"{prefix}-{os.getpid()}.sqlite3"
         env["PYHUB_AI_BENCH_SQLITE_PATH"] = str(path)
 
         def remove_files() -> None:
-            for suffix in ("", "-journal", "-wal", "-shm"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            for file in directory.glob(f"{path.stem}.*"):
+                file.unlink(missing_ok=True)
 
         remove_files()
-        cleanup.append(remove_files)
-    else:
-        url = os.environ.get("PYHUB_AI_BENCH_POSTGRES_URL")
-        if not url:
-            raise SystemExit(
-                "PYHUB_AI_BENCH_POSTGRES_URL is not set: run `make bench` (it starts a throwaway "
-                "PostgreSQL), set it to a server, or pass --db sqlite."
-            )
-        name, drop_database = create_throwaway_database(url)
-        env["PYHUB_AI_BENCH_POSTGRES_NAME"] = name
-        cleanup.append(drop_database)
+        return env, [remove_files]
+    url = os.environ.get("PYHUB_AI_BENCH_POSTGRES_URL")
+    if not url:
+        raise SystemExit(
+            "PYHUB_AI_BENCH_POSTGRES_URL is not set: run `make bench` (it starts a throwaway "
+            "PostgreSQL), set it to a server, or pass --db sqlite."
+        )
+    name, drop_database = create_throwaway_database(url, kind)
+    env["PYHUB_AI_BENCH_POSTGRES_NAME"] = name
+    return env, [drop_database]
+
+
+def _run_database(db: str, sizes: list[int], turns: int, warmup: int) -> dict:
+    env, cleanup = worker_database(db, "bench.settings", "bench")
     try:
         with tempfile.NamedTemporaryFile("r", suffix=".json") as output:
             command = [

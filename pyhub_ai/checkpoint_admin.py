@@ -28,7 +28,19 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class CheckpointInline(admin.TabularInline):
+class MetadataColumns:
+    """The ``step`` and ``source`` of a checkpoint's metadata, as admin columns."""
+
+    @admin.display(description=_("step"))
+    def step(self, obj: Checkpoint) -> Any:
+        return obj.metadata.get("step")
+
+    @admin.display(description=_("source"))
+    def source(self, obj: Checkpoint) -> Any:
+        return obj.metadata.get("source")
+
+
+class CheckpointInline(MetadataColumns, admin.TabularInline):
     model = Checkpoint
     fields = ["checkpoint_ns", "checkpoint_id", "parent_checkpoint_id", "step", "source", "created_at"]
     readonly_fields = fields
@@ -39,14 +51,6 @@ class CheckpointInline(admin.TabularInline):
 
     def has_add_permission(self, request: Any, obj: Any = None) -> bool:
         return False
-
-    @admin.display(description=_("step"))
-    def step(self, obj: Checkpoint) -> Any:
-        return obj.metadata.get("step")
-
-    @admin.display(description=_("source"))
-    def source(self, obj: Checkpoint) -> Any:
-        return obj.metadata.get("source")
 
 
 @admin.register(GraphThread)
@@ -65,21 +69,13 @@ class GraphThreadAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Checkpoint)
-class CheckpointAdmin(ReadOnlyAdmin):
+class CheckpointAdmin(MetadataColumns, ReadOnlyAdmin):
     list_display = ["checkpoint_id", "thread", "checkpoint_ns", "step", "source", "created_at"]
     list_select_related = ["thread"]
     list_filter = ["created_at"]
     search_fields = ["thread__thread_id", "checkpoint_id"]
     readonly_fields = ["thread", "checkpoint_ns", "checkpoint_id", "parent_checkpoint_id", "created_at", "values", "pretty_metadata"]
     fields = readonly_fields
-
-    @admin.display(description=_("step"))
-    def step(self, obj: Checkpoint) -> Any:
-        return obj.metadata.get("step")
-
-    @admin.display(description=_("source"))
-    def source(self, obj: Checkpoint) -> Any:
-        return obj.metadata.get("source")
 
     @admin.display(description=_("metadata"))
     def pretty_metadata(self, obj: Checkpoint) -> str:
