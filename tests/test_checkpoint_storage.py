@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage, ToolMessage
@@ -220,3 +221,47 @@ def test_a_conversation_stored_before_continues_as_a_graph_thread_without_copies
     expected = ["hi", "hello", "still there?", "yes", "new", "echo: new"]
     assert contents(echo_graph(DjangoSaver()).get_state(config).values["messages"]) == expected
     assert room.messages.count() == 7
+
+
+def test_threads_the_saver_has_forgotten_are_read_back_without_storing_their_messages_again():
+    graph = echo_graph(DjangoSaver(cache_threads=1))  # remembers one thread at a time
+    for text in ("one", "two"):
+        for thread_id in ("first", "second"):
+            graph.invoke({"messages": [HumanMessage(content=f"{text} in {thread_id}")]}, config_of(thread_id))
+
+    for thread_id in ("first", "second"):
+        rows = ConversationMessage.objects.filter(conversation__session_id=thread_id).order_by("pk")
+        assert contents(row.message for row in rows) == [
+            f"one in {thread_id}", f"echo: one in {thread_id}", f"two in {thread_id}", f"echo: two in {thread_id}",
+        ]  # fmt: skip
+
+
+def test_sync_runs_save_their_checkpoints_from_one_database_thread():
+    saver = DjangoSaver()
+    threads = set()
+    put = saver._put
+
+    def recording_put(*args):
+        threads.add(threading.current_thread().name)
+        return put(*args)
+
+    saver._put = recording_put
+    graph = echo_graph(saver)
+    for text in ("one", "two", "three"):
+        graph.invoke({"messages": [HumanMessage(content=text)]}, config_of("pooled"))
+
+    assert len(threads) == 1 and threads.pop().startswith("pyhub_ai-database")
+
+
+def test_list_pages_through_long_histories_newest_first():
+    saver = DjangoSaver()
+    graph = echo_graph(saver)
+    for turn in range(40):  # three checkpoints a turn: more than one page of list()
+        graph.invoke({"messages": [HumanMessage(content=f"turn {turn}")]}, config_of("paged"))
+
+    listed = [item.checkpoint["id"] for item in saver.list(config_of("paged"))]
+    assert len(listed) == len(set(listed)) == 120
+    assert listed == sorted(listed, reverse=True)
+    assert [item.checkpoint["id"] for item in saver.list(config_of("paged"), limit=105)] == listed[:105]
+    inputs = list(saver.list(config_of("paged"), filter={"source": "input", "parents": {}}))
+    assert len(inputs) == 40
