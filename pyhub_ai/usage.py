@@ -109,11 +109,11 @@ class QuotaExceeded(UsageLimited):
         resets = timezone.localtime(self.resets_at, tz)
         today = timezone.localtime(now or timezone.now(), tz).date()
         if resets.date() <= today:
-            return gettext("It resets today at %(time)s.") % {"time": time_format(resets.time(), "TIME_FORMAT")}
+            return gettext("It resets today at %(time)s.") % {"time": time_format(resets.time(), "H:i")}
         if resets.date() == today + timedelta(days=1):
             if resets.hour == resets.minute == 0:
                 return gettext("It resets tomorrow.")
-            return gettext("It resets tomorrow at %(time)s.") % {"time": time_format(resets.time(), "TIME_FORMAT")}
+            return gettext("It resets tomorrow at %(time)s.") % {"time": time_format(resets.time(), "H:i")}
         return gettext("It resets on %(date)s.") % {"date": date_format(resets.date(), "DATE_FORMAT")}
 
 
