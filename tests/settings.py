@@ -16,6 +16,10 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # its daphne children read them from the environment).
 PYHUB_AI_RATE_LIMIT = os.environ.get("PYHUB_AI_RATE_LIMIT") or None
 PYHUB_AI_GLOBAL_RATE_LIMIT = os.environ.get("PYHUB_AI_GLOBAL_RATE_LIMIT") or None
+# Counts of one test's server never meet another's in a shared (Redis) cache.
+if os.environ.get("PYHUB_AI_TEST_CACHE_PREFIX"):
+    _cache = globals().get("CACHES", {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}})["default"]
+    CACHES = {"default": {**_cache, "KEY_PREFIX": os.environ["PYHUB_AI_TEST_CACHE_PREFIX"]}}
 # One stream_delta per token, so tests can count them (tests/test_stop_and_crash.py checks the batching).
 PYHUB_AI_STREAM_DELTA_INTERVAL = 0
 # 0 (instant replies) unless the environment says otherwise: the multi-process tests give their

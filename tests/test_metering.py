@@ -1,7 +1,8 @@
 """Every model call a visitor can cause is counted and limited, and refused before the model runs.
 
 A real daphne serves the demo with small limits (``PYHUB_AI_RATE_LIMIT`` per visitor,
-``PYHUB_AI_GLOBAL_RATE_LIMIT`` for the site, counted per day so no window ends during a test);
+``PYHUB_AI_GLOBAL_RATE_LIMIT`` for the site, counted per day so no window ends during a test,
+in a cache of its own);
 real websocket clients open rooms. Conversation starters, user turns and every step of a
 tool-calling turn count alike: per user, per anonymous session, per client address, and for
 the whole site. Each model call stores one AI row, so the rows tell how often the model ran.
@@ -9,6 +10,7 @@ the whole site. Each model call stores one AI row, so the rows tell how often th
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -28,7 +30,7 @@ VISITOR_MESSAGE = "You are sending messages too fast. Please wait a moment."
 
 @contextlib.contextmanager
 def server(name: str, rate: str = "", site_rate: str = "") -> Iterator[str]:
-    env = {"PYHUB_AI_RATE_LIMIT": rate, "PYHUB_AI_GLOBAL_RATE_LIMIT": site_rate}
+    env = {"PYHUB_AI_RATE_LIMIT": rate, "PYHUB_AI_GLOBAL_RATE_LIMIT": site_rate, "PYHUB_AI_TEST_CACHE_PREFIX": uuid.uuid4().hex}
     with run_daphne(f"daphne-{name}", extra_env=env) as (base_url, log_path):
         yield base_url
     print(f"---- daphne output ({log_path}) ----\n{log_path.read_text(errors='replace')[-5000:]}")
