@@ -375,3 +375,4 @@ class ConversationMessageAdmin(QueryValuesAdminMixin, admin.ModelAdmin):
 
 # LangGraph's checkpoints (pyhub_ai.checkpoint): read-only pages of their own.
 from . import checkpoint_admin  # noqa: E402, F401
+from . import usage_admin  # noqa: E402, F401

@@ -16,8 +16,10 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse, reverse_lazy
 from django.views.generic import DeleteView, DetailView, ListView, UpdateView, View
 
+from .conf import conf
 from .models import Conversation
 from .routing import websocket_url
+from .usage_report import MonthUsage, month_usage
 
 #: How many conversations the chat page's sidebar lists.
 SIDEBAR_SIZE = 30
@@ -35,11 +37,22 @@ class OwnConversationMixin(LoginRequiredMixin):
 
 
 class ConversationListView(OwnConversationMixin, ListView):
-    """The user's conversations, most recent first, with a "New conversation" button."""
+    """The user's conversations, most recent first, with a "New conversation" button and the
+    user's usage this month (``get_usage()``)."""
 
     template_name = "pyhub_ai/conversation_list.html"
     context_object_name = "conversations"
     paginate_by = 50
+
+    def get_usage(self) -> MonthUsage:
+        """The user's tokens and cost this month (``pyhub_ai.usage_report.month_usage``)."""
+        return month_usage(self.request.user.pk)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["usage"] = self.get_usage()
+        context["usage_priced"] = bool(conf.MODEL_PRICES)
+        return context
 
 
 class ConversationCreateView(LoginRequiredMixin, View):
