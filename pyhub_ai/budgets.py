@@ -61,6 +61,42 @@ class OverBudget:
     resets_at: datetime
 
 
+def budget_problems(budgets: Any) -> list[str]:
+    """What is wrong with a ``PYHUB_AI_BUDGETS`` value (empty: nothing), for ``pyhub_ai.E012``."""
+    if not isinstance(budgets, dict):
+        return [f"it must be a dict, not {type(budgets).__name__}"]
+    problems = [f"unknown key {key!r} (use {', '.join(map(repr, (*VISITOR_KEYS, SITE_KEY)))})" for key in budgets if key not in (*VISITOR_KEYS, SITE_KEY)]
+    entries = [(key, budgets[key]) for key in ("user", "anonymous", SITE_KEY) if key in budgets]
+    groups = budgets.get("groups", {})
+    if not isinstance(groups, dict):
+        problems.append("'groups' must be a dict of group names to limits")
+    else:
+        entries += [(f"groups[{name!r}]", limits) for name, limits in groups.items()]
+    for where, limits in entries:
+        problems += [f"{where}: {problem}" for problem in _limit_problems(limits)]
+    return problems
+
+
+def _limit_problems(limits: Any) -> list[str]:
+    if limits is None:
+        return []
+    if not isinstance(limits, dict):
+        return ['limits must be a dict like {"day": {"tokens": 100000}}']
+    problems = []
+    for period, amounts in limits.items():
+        if period not in PERIODS:
+            problems.append(f"unknown period {period!r} (use 'day' or 'month')")
+        elif not isinstance(amounts, dict):
+            problems.append(f'{period} must be a dict like {{"tokens": 100000, "cost": 5}}')
+        else:
+            for unit, amount in amounts.items():
+                if unit not in UNITS:
+                    problems.append(f"{period}: unknown unit {unit!r} (use 'tokens' or 'cost')")
+                elif isinstance(amount, bool) or not isinstance(amount, (int, float, Decimal)) or amount < 0:
+                    problems.append(f"{period}: {unit} must be a number >= 0, not {amount!r}")
+    return problems
+
+
 def subject_of(visitor: Visitor) -> str:
     """The key a visitor's spending is totalled under: the user, else the anonymous session,
     else (no session cookie) the client's address."""

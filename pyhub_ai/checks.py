@@ -10,7 +10,9 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
+from .budgets import budget_problems
 from .conf import NUMERIC_SETTINGS, OPTIONAL_NUMERIC_SETTINGS, conf
+from .ledger import price_problems
 from .llm import has_llm_credentials
 from .ratelimit import parse_rate
 
@@ -275,4 +277,38 @@ def check_llm_fast_stream(app_configs: Any = None, **kwargs: Any) -> list[Error]
             "through LangChain's astream.",
             id="pyhub_ai.E010",
         )
+    ]
+
+
+@register(Tags.compatibility)
+def check_model_prices(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """pyhub_ai.E011: PYHUB_AI_MODEL_PRICES is not a table of prices per million tokens."""
+    value = getattr(settings, "PYHUB_AI_MODEL_PRICES", None)
+    if value is None:
+        return []
+    return [
+        Error(
+            f"PYHUB_AI_MODEL_PRICES: {problem}.",
+            hint='For example PYHUB_AI_MODEL_PRICES = {"openai:gpt-4o": {"input": 2.5, "output": 10, "cached_input": 1.25}} '
+            "(per million tokens; a model not listed costs 0).",
+            id="pyhub_ai.E011",
+        )
+        for problem in price_problems(value)
+    ]
+
+
+@register(Tags.compatibility)
+def check_budgets(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """pyhub_ai.E012: PYHUB_AI_BUDGETS is not a table of limits (see ``pyhub_ai.budgets``)."""
+    value = getattr(settings, "PYHUB_AI_BUDGETS", None)
+    if value is None:
+        return []
+    return [
+        Error(
+            f"PYHUB_AI_BUDGETS: {problem}.",
+            hint='For example PYHUB_AI_BUDGETS = {"user": {"day": {"tokens": 200000}, "month": {"cost": 5}}, '
+            '"site": {"month": {"cost": 500}}} (keys: user, groups, anonymous, site; periods: day, month; units: tokens, cost).',
+            id="pyhub_ai.E012",
+        )
+        for problem in budget_problems(value)
     ]

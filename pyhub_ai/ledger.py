@@ -50,6 +50,28 @@ class ModelCall:
     subject: str
 
 
+PRICE_KEYS = ("input", "output", "cached_input")
+
+
+def price_problems(prices: Any) -> list[str]:
+    """What is wrong with a ``PYHUB_AI_MODEL_PRICES`` value (empty: nothing), for ``pyhub_ai.E011``."""
+    if not isinstance(prices, dict):
+        return [f"it must be a dict, not {type(prices).__name__}"]
+    problems = []
+    for model, price in prices.items():
+        if not isinstance(model, str) or ":" not in model:
+            problems.append(f"{model!r} is not a 'provider:model' name (like 'openai:gpt-4o')")
+        if not isinstance(price, dict):
+            problems.append(f'{model!r}: the price must be a dict like {{"input": 2.5, "output": 10}}')
+            continue
+        for key, value in price.items():
+            if key not in PRICE_KEYS:
+                problems.append(f"{model!r}: unknown key {key!r} (use {', '.join(map(repr, PRICE_KEYS))})")
+            elif isinstance(value, bool) or not isinstance(value, (int, float, Decimal)) or value < 0:
+                problems.append(f"{model!r}: {key} must be a number >= 0 (per million tokens), not {value!r}")
+    return problems
+
+
 def price_of(model: str) -> dict[str, Decimal] | None:
     """The model's prices per million tokens (``input``, ``output``, ``cached_input``), or
     ``None`` when ``PYHUB_AI_MODEL_PRICES`` does not list it."""

@@ -258,3 +258,60 @@ def test_an_openai_base_url_silences_w001(no_credentials):
 )
 def test_the_check_is_registered_with_django(check):
     assert check in registry.get_checks()
+
+
+# -- pyhub_ai.E011: PYHUB_AI_MODEL_PRICES, pyhub_ai.E012: PYHUB_AI_BUDGETS -------------------------
+
+
+@pytest.mark.parametrize(
+    "prices",
+    [["openai:gpt-4o"], {"gpt-4o": {"input": 1}}, {"openai:gpt-4o": 2.5}, {"openai:gpt-4o": {"inputs": 1}}, {"openai:gpt-4o": {"output": -1}}, {"openai:gpt-4o": {"input": "2.5"}}],
+)
+def test_model_prices_that_are_not_a_price_table_are_an_error(prices):
+    from pyhub_ai.checks import check_model_prices
+
+    with override_settings(PYHUB_AI_MODEL_PRICES=prices):
+        assert set(ids(check_model_prices())) == {"pyhub_ai.E011"}
+
+
+def test_a_price_table_passes():
+    from pyhub_ai.checks import check_model_prices
+
+    assert check_model_prices() == []
+    with override_settings(PYHUB_AI_MODEL_PRICES={"openai:gpt-4o": {"input": 2.5, "output": 10, "cached_input": 1.25}, "offline:demo": {}}):
+        assert check_model_prices() == []
+
+
+@pytest.mark.parametrize(
+    "budgets",
+    [
+        [1],
+        {"users": {"day": {"tokens": 1}}},
+        {"user": {"week": {"tokens": 1}}},
+        {"user": {"day": {"dollars": 1}}},
+        {"user": {"day": {"tokens": -1}}},
+        {"user": {"day": 100}},
+        {"groups": {"staff": {"month": {"cost": "5"}}}},
+        {"groups": ["staff"]},
+        {"site": {"month": {"cost": True}}},
+    ],
+)
+def test_budgets_that_are_not_limits_are_an_error(budgets):
+    from pyhub_ai.checks import check_budgets
+
+    with override_settings(PYHUB_AI_BUDGETS=budgets):
+        assert set(ids(check_budgets())) == {"pyhub_ai.E012"}
+
+
+def test_budgets_as_documented_pass():
+    from pyhub_ai.checks import check_budgets
+
+    assert check_budgets() == []
+    budgets = {
+        "user": {"day": {"tokens": 200_000}, "month": {"cost": 5}},
+        "groups": {"staff": {}, "trial": {"day": {"tokens": 20_000}}},
+        "anonymous": {"day": {"tokens": 20_000}},
+        "site": {"month": {"cost": 500.0}},
+    }
+    with override_settings(PYHUB_AI_BUDGETS=budgets):
+        assert check_budgets() == []
