@@ -121,12 +121,22 @@ class BareStreamConsumer(AsyncJsonWebsocketConsumer):
         human = {"id": 1, "role": "human", "text": content["text"], "status": "complete", "created_at": None, "turn_id": turn_id}
         await self.send_json({"type": "message", "message": human})
         await self.send_json({"type": "stream_start", "turn_id": turn_id, "message_id": 2})
-        texts = []
+        loop, interval, last, texts, unsent = asyncio.get_running_loop(), self.get_delta_interval(), 0.0, [], []
         async for text in self.tokens(content["text"]):
             texts.append(text)
-            await self.send_json({"type": "stream_delta", "turn_id": turn_id, "text": text})
+            unsent.append(text)
+            if (now := loop.time()) - last >= interval:  # interval 0: one frame per token
+                last = now
+                await self.send_json({"type": "stream_delta", "turn_id": turn_id, "text": "".join(unsent)})
+                unsent.clear()
+        if unsent:
+            await self.send_json({"type": "stream_delta", "turn_id": turn_id, "text": "".join(unsent)})
         ai = {"id": 2, "role": "ai", "text": "".join(texts), "status": "complete", "created_at": None, "turn_id": turn_id}
         await self.send_json({"type": "stream_end", "turn_id": turn_id, "message": ai})
+
+    def get_delta_interval(self) -> float:
+        """Seconds between two ``stream_delta`` frames (tokens in between share one); 0 here."""
+        return 0.0
 
     async def tokens(self, text: str) -> AsyncIterator[str]:
         """The reply's tokens: ``TOKEN_TEXTS``, ``PACE`` seconds apart."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import uuid
 from collections.abc import AsyncIterator
 from functools import cache
 from typing import Any
@@ -31,12 +30,12 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.prod_settings")
 django.setup()
 
-from channels.generic.websocket import AsyncJsonWebsocketConsumer  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.urls import path  # noqa: E402
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, messages_to_dict  # noqa: E402
 
+from bench.load_asgi import BareStreamConsumer  # noqa: E402
 from pyhub_ai.conf import conf  # noqa: E402
 from pyhub_ai.consumers import AgentChatConsumer  # noqa: E402
 from pyhub_ai.llm import get_chat_model  # noqa: E402
@@ -137,35 +136,16 @@ async def langchain_tokens(window: int, text: str) -> AsyncIterator[str]:
 CLIENTS = {"http": http_tokens, "http_every": http_tokens, "sdk": sdk_tokens, "langchain": langchain_tokens}
 
 
-class BareClientConsumer(AsyncJsonWebsocketConsumer):
-    """The baselines: the app's frames, nothing stored, the reply from the model server."""
+class BareClientConsumer(BareStreamConsumer):
+    """The baselines: the app's frames (bench/load_asgi.py's bare consumer, deltas gathered as
+    the app gathers them), nothing stored, the reply from the model server."""
 
-    async def connect(self) -> None:
-        await self.accept()
-        await self.send_json({"type": "welcome", "protocol": 1, "conversation": "bare", "max_message_length": 32000})
-        await self.send_json({"type": "history", "messages": [], "has_more": False, "before": None})
+    def get_delta_interval(self) -> float:
+        return 0.0 if self.scope["url_route"]["kwargs"]["client"] == "http_every" else conf.STREAM_DELTA_INTERVAL
 
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+    def tokens(self, text: str) -> AsyncIterator[str]:
         kwargs = self.scope["url_route"]["kwargs"]
-        tokens = CLIENTS[kwargs["client"]](kwargs["window"], content["text"])
-        turn_id = str(uuid.uuid4())
-        human = {"id": 1, "role": "human", "text": content["text"], "status": "complete", "created_at": None, "turn_id": turn_id}
-        await self.send_json({"type": "message", "message": human})
-        await self.send_json({"type": "stream_start", "turn_id": turn_id, "message_id": 2})
-        loop = asyncio.get_running_loop()
-        interval = 0.0 if kwargs["client"] == "http_every" else conf.STREAM_DELTA_INTERVAL
-        last, texts, unsent = 0.0, [], []
-        async for text in tokens:
-            texts.append(text)
-            unsent.append(text)
-            if (now := loop.time()) - last >= interval:
-                last = now
-                await self.send_json({"type": "stream_delta", "turn_id": turn_id, "text": "".join(unsent)})
-                unsent.clear()
-        if unsent:
-            await self.send_json({"type": "stream_delta", "turn_id": turn_id, "text": "".join(unsent)})
-        ai = {"id": 2, "role": "ai", "text": "".join(texts), "status": "complete", "created_at": None, "turn_id": turn_id}
-        await self.send_json({"type": "stream_end", "turn_id": turn_id, "message": ai})
+        return CLIENTS[kwargs["client"]](kwargs["window"], text)
 
 
 application = ProtocolTypeRouter(

@@ -86,13 +86,7 @@ class ModelServer:
         self.port = int(self.process.stdout.readline())
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
 
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+    stop = ws_load.Daphne.stop  # terminate, then kill after 10 s (uses self.process only)
 
 
 def seed_threads(label: str, count: int, window: int) -> list[int]:
