@@ -46,9 +46,9 @@ def _ratio(value: float | None, base: float | None) -> str:
 
 
 def _errors(run: dict) -> str:
-    parts = [f"{count} {kind}" for kind, count in sorted(run["turn_errors"].items())]
-    if run["short_streams"]:
-        parts.append(f"{run['short_streams']} incomplete streams")
+    """ws_load's errors of a run (error frames, incomplete streams), and turns not stored."""
+    text = ws_load._errors_text({**run, "turns_skipped": 0})  # turns are not counted ahead here
+    parts = [text] if text != "0" else []
     if "answered_turns_stored" in run and run["answered_turns_stored"] != run["turns_done"]:
         parts.append(f"{run['turns_done'] - run['answered_turns_stored']} answered turns not stored")
     if run.get("daphne_log_errors"):
