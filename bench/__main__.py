@@ -15,9 +15,11 @@ Runs the benchmarks and writes bench/results/latest.md:
   the py-spy profile: profile.md);
 * ``checkpointer``: LangGraph checkpointers, ``pyhub_ai.checkpoint.DjangoSaver`` vs. the official
   SqliteSaver and PostgresSaver, put/get_tuple and bytes per turn at 10, 1,000 and 10,000
-  messages (bench/checkpointer.py; its section: bench/results/checkpointer.md).
+  messages (bench/checkpointer.py; its section: bench/results/checkpointer.md);
+* ``ledger``: CPU per turn with the usage ledger on, against the same run without it (and with a
+  budget), SQLite and PostgreSQL (bench/ledger.py; its section: bench/results/ledger.md).
 
-``--only history``, ``--only production``, ``--only load`` or ``--only checkpointer`` runs one of them; latest.md is then
+``--only history``, ``--only production``, ``--only load``, ``--only checkpointer`` or ``--only ledger`` runs one of them; latest.md is then
 assembled from the fresh section and the last ones written of the others
 (``--production-quick``: one configuration of the production benchmark). Options of the history benchmark are
 passed through (``--db``, ``--sizes``, ``--turns``, ...); the load benchmark's options start with
@@ -38,12 +40,13 @@ def assemble(failed: dict[str, str]) -> None:
     failed in this run is kept from its last run, under a warning."""
     from bench.prod_load import PRODUCTION_PROFILE, PRODUCTION_RESULTS
     from bench.checkpointer import RESULTS as CHECKPOINTER_RESULTS
+    from bench.ledger import RESULTS as LEDGER_RESULTS
     from bench.ws_load import LOAD_RESULTS, PROFILE_RESULTS
 
     parts = []
     sections = (
         ("production", PRODUCTION_RESULTS), ("history", HISTORY_RESULTS), ("load", LOAD_RESULTS),
-        ("checkpointer", CHECKPOINTER_RESULTS),
+        ("checkpointer", CHECKPOINTER_RESULTS), ("ledger", LEDGER_RESULTS),
     )  # fmt: skip
     for name, path in sections:
         if not path.exists():
@@ -68,7 +71,7 @@ def main(argv: list[str]) -> int:
         prog="python -m bench", description=__doc__.split("\n\n")[0], add_help=False,
         epilog="Other options go to the history benchmark (listed below).",
     )  # fmt: skip
-    parser.add_argument("--only", choices=["history", "production", "load", "checkpointer"], help="run one benchmark (default: all)")
+    parser.add_argument("--only", choices=["history", "production", "load", "checkpointer", "ledger"], help="run one benchmark (default: all)")
     parser.add_argument("--production-quick", action="store_true", help="one configuration of the production benchmark")
     parser.add_argument("--load-scenarios", help="sqlite, postgres, two (default: all)")
     parser.add_argument("--load-sizes", help="N of the SQLite load scenario (default: 100,500,1000)")
@@ -83,7 +86,7 @@ def main(argv: list[str]) -> int:
         from bench.history_scaling import main as history_main
 
         return history_main(["--help"])  # exits
-    if args.only in ("load", "production", "checkpointer") and history_argv:
+    if args.only in ("load", "production", "checkpointer", "ledger") and history_argv:
         parser.error(f"unrecognized arguments for --only {args.only}: {' '.join(history_argv)}")
 
     status = 0
@@ -134,6 +137,15 @@ def main(argv: list[str]) -> int:
         except Exception as exc:  # noqa: BLE001
             print(f"\nThe checkpointer benchmark FAILED ({exc!r}).\n", flush=True)
             failed["checkpointer"] = type(exc).__name__
+            status = 1
+    if args.only in (None, "ledger"):
+        from bench.ledger import main as ledger_main
+
+        try:
+            status = ledger_main([]) or status
+        except Exception as exc:  # noqa: BLE001
+            print(f"\nThe usage-ledger benchmark FAILED ({exc!r}).\n", flush=True)
+            failed["ledger"] = type(exc).__name__
             status = 1
     assemble(failed)
     return status

@@ -31,6 +31,7 @@ class UsageRecord(models.Model):
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
+        db_index=False,  # pyhub_ai_usage_user_idx (user, created_at) serves it: one index less to write per call
         related_name="+",
         verbose_name=_("user"),
     )

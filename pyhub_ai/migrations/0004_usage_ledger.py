@@ -44,7 +44,7 @@ class Migration(migrations.Migration):
                 ('priced', models.BooleanField(default=True, help_text='False: the model is not in PYHUB_AI_MODEL_PRICES, so its cost is counted as 0.', verbose_name='priced')),
                 ('estimated', models.BooleanField(default=False, help_text="The provider reported no usage (the reply was cut short): the tokens are pyhub_ai's estimate.", verbose_name='estimated')),
                 ('conversation', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='pyhub_ai.conversation', verbose_name='conversation')),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='user')),
+                ('user', models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='user')),
             ],
             options={
                 'verbose_name': 'usage record',
