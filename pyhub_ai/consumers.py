@@ -106,6 +106,12 @@ class BaseAgentChatConsumer(
                 await self.stop_reply()
             elif frame.type == "select_model":
                 await self.select_llm_model(frame.model)
+            elif frame.type == "edit_message":
+                await self.start_edit(frame.message_id, frame.text, frame.idempotency_key)
+            elif frame.type == "regenerate":
+                await self.start_regenerate(frame.message_id)
+            elif frame.type == "switch_branch":
+                await self.switch_branch(frame.message_id)
         except FrameError as error:
             await self.send_error(error.code, error.message, detail=error.detail)
 

@@ -28,8 +28,9 @@ def message_text(message: BaseMessage) -> str:
     return "\n".join(parts)
 
 
-def message_object(row: ConversationMessage) -> dict[str, Any]:
-    """The protocol's message object for a stored row (an unreadable row shows as a notice)."""
+def message_object(row: ConversationMessage, versions: list[int] | None = None) -> dict[str, Any]:
+    """The protocol's message object for a stored row (an unreadable row shows as a notice);
+    ``versions``: the ids of the row's versions (``DjangoChatMessageHistory.get_versions``)."""
     data: dict[str, Any] = {
         "id": row.pk,
         "role": row.role,
@@ -37,6 +38,8 @@ def message_object(row: ConversationMessage) -> dict[str, Any]:
         "created_at": row.created_at.isoformat() if row.created_at else None,
         "turn_id": str(row.turn_id) if row.turn_id else None,
     }
+    if versions and len(versions) > 1:
+        data["versions"] = versions
     try:
         message = row.message
     except codec.CodecError:

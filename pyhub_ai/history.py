@@ -29,9 +29,9 @@ from langchain_core.messages import (
     message_chunk_to_message,
 )
 
-from . import codec, ledger, locks, statements
+from . import branches, codec, ledger, locks, statements
 from .conf import conf
-from .models import Conversation, ConversationMessage
+from .models import Conversation, ConversationMessage, ThreadBranch
 from .tokens import count_tokens
 
 logger = logging.getLogger(__name__)
@@ -116,28 +116,31 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         return await sync_to_async(lambda: self.messages)()
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
-        """Store ``messages`` as complete, in one bulk insert."""
+        """Store ``messages`` as complete, in one bulk insert (at the end of the branch shown,
+        in a thread that has branched)."""
         conversation_id = self._conversation_id or self._get_or_create_conversation_id()
-        ConversationMessage.objects.bulk_create(self._rows(conversation_id, messages))
+        self._insert(conversation_id, self._rows(conversation_id, messages))
         if conf.CONVERSATION_TTL:
             Conversation.objects.filter(pk=conversation_id).update(**_activity_fields())
 
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
         conversation_id = self._conversation_id or await self._aget_or_create_conversation_id()
-        await ConversationMessage.objects.abulk_create(self._rows(conversation_id, messages))
+        await sync_to_async(self._insert)(conversation_id, self._rows(conversation_id, messages))
         if conf.CONVERSATION_TTL:
             await Conversation.objects.filter(pk=conversation_id).aupdate(**_activity_fields())
 
     def clear(self) -> None:
-        """Delete this thread's messages (other users' threads are kept)."""
+        """Delete this thread's messages, every branch (other users' threads are kept)."""
         conversation_id = self._conversation_id or self._find_conversation_id()
         if conversation_id is not None:
             self._thread_queryset(conversation_id).delete()
+            ThreadBranch.objects.filter(key=self._key(conversation_id)).delete()
 
     async def aclear(self) -> None:
         conversation_id = self._conversation_id or await self._afind_conversation_id()
         if conversation_id is not None:
             await self._thread_queryset(conversation_id).adelete()
+            await ThreadBranch.objects.filter(key=self._key(conversation_id)).adelete()
 
     # -- What the chat consumers need beyond LangChain's interface ---------------------------
 
@@ -150,18 +153,61 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         conversation_id = self._conversation_id or await self._afind_conversation_id()
         if conversation_id is None:
             return [], False
-        queryset = self._thread_queryset(conversation_id).filter(visible=True)
-        if before is not None:
-            queryset = queryset.filter(pk__lt=before)
-        rows = [row async for row in queryset.order_by("-pk")[: limit + 1]]
-        has_more = len(rows) > limit
-        rows = rows[:limit][::-1]
+        page = await sync_to_async(self._branch_page)(conversation_id, before, limit)
+        if page is not None:
+            rows, has_more = page
+        else:
+            queryset = self._thread_queryset(conversation_id).filter(visible=True)
+            if before is not None:
+                queryset = queryset.filter(pk__lt=before)
+            rows = [row async for row in queryset.order_by("-pk")[: limit + 1]]
+            has_more = len(rows) > limit
+            rows = rows[:limit][::-1]
         streaming = [row for row in rows if row.status == Status.STREAMING]
         if streaming and not await locks.is_locked(self.thread_key):
             await self.amark_abandoned()
             for row in streaming:
                 row.status = Status.INTERRUPTED
         return rows, has_more
+
+    def _branch_page(self, conversation_id: Any, before: int | None, limit: int) -> tuple[list[ConversationMessage], bool] | None:
+        """``aget_page()`` in a thread that has branched: the visible rows of the branch shown,
+        above ``before`` (a message of that branch); ``None`` in a thread that never branched."""
+        thread = self._thread_fields(conversation_id)
+        branched, leaf = branches.branch_state(self._key(conversation_id), thread)
+        if not branched:
+            return None
+        if before is not None:
+            leaf = self._thread_queryset(conversation_id).filter(pk=before).values_list("parent_id", flat=True).first()
+        if leaf is None:
+            return [], False
+        walked = statements.walk_branch(leaf, conversation_id, self.user_id, self.visitor_key, counted="visible", value=True, limit=limit + 1)
+        ids = [pk for pk, _, _, visible in walked if visible]
+        rows = list(ConversationMessage.objects.filter(pk__in=ids[:limit]).order_by("pk"))
+        return rows, len(ids) > limit
+
+    def get_versions(self, rows: Sequence[ConversationMessage]) -> dict[int, list[int]]:
+        """For each of ``rows`` (a page) that has other versions (an edit, a regenerated reply):
+        the ids of all its versions, oldest first; nothing in a thread that never branched."""
+        if not rows or self._conversation_id is None:
+            return {}
+        thread = self._thread_fields(self._conversation_id)
+        branched, _ = branches.branch_state(self._key(self._conversation_id), thread)
+        return branches.siblings(thread, rows) if branched else {}
+
+    async def aget_versions(self, rows: Sequence[ConversationMessage]) -> dict[int, list[int]]:
+        return await sync_to_async(self.get_versions)(rows)
+
+    def switch_branch(self, message_id: int) -> None:
+        """Show the branch through the version ``message_id`` of a message (raises
+        ``branches.UnknownMessage`` if it is not a visible message of this thread)."""
+        conversation_id = self._conversation_id or self._find_conversation_id()
+        if conversation_id is None:
+            raise branches.UnknownMessage(message_id)
+        branches.switch_to(self._key(conversation_id), self._thread_fields(conversation_id), message_id)
+
+    async def aswitch_branch(self, message_id: int) -> None:
+        await sync_to_async(self.switch_branch)(message_id)
 
     @property
     def thread_key(self) -> str:
@@ -204,7 +250,14 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         return await sync_to_async(self.has_messages)()
 
     def start_turn(
-        self, human_message: HumanMessage, *, visible: bool = True, idempotency_key: str = "", lease: locks.Lease | None = None
+        self,
+        human_message: HumanMessage | None,
+        *,
+        visible: bool = True,
+        idempotency_key: str = "",
+        lease: locks.Lease | None = None,
+        edit_of: int | None = None,
+        regenerate: int | None = None,
     ) -> Turn:
         """Read the prompt's history, then store the human message and an empty ``streaming``
         AI placeholder, in one insert. Synchronous: the chat consumer runs it in the database
@@ -214,24 +267,50 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         The human message is stored before the model is called, so it is never lost. If the
         thread already has a message with ``idempotency_key``, nothing is stored and
         ``DuplicateMessage`` is raised.
+
+        Branches (``pyhub_ai.branches``): with ``edit_of`` (the id of a visible human message of
+        this thread) ``human_message`` is stored as a new version of that message, and the
+        prompt is the branch above it; with ``regenerate`` (the id of a reply) no human message
+        is stored: the reply gets a new version, answering the same human message (the turn's
+        ``human``) from the branch above it. Both raise ``branches.UnknownMessage`` for an id
+        that is not a visible message of this thread.
         """
         conversation_id = self._conversation_id or self._get_or_create_conversation_id()
         if lease is not None and lease.took_over:
             self.mark_abandoned()
-        previous_messages = self.messages
+        thread, key = self._thread_fields(conversation_id), self._key(conversation_id)
         turn_id = uuid.uuid4()
-        thread = self._thread_fields(conversation_id)
+        if edit_of is None and regenerate is None:
+            branched, parent = branches.branch_state(key, thread)
+        else:
+            branched, parent = True, branches.make_branched(key, thread)
+        if regenerate is not None:
+            answered = branches.human_of(thread, branches.thread_row(thread, regenerate, role=ConversationMessage.Role.AI))
+            ai = ConversationMessage.from_message(
+                AIMessage(content=""), turn_id=answered.turn_id, status=Status.STREAMING, parent_id=answered.pk, **thread
+            )
+            previous_messages = self._window(conversation_id, True, answered.parent_id)
+            ConversationMessage.objects.bulk_create([ai])
+            return Turn(turn_id=answered.turn_id, human=answered, ai=ai, previous_messages=previous_messages, lease=lease)
+        if edit_of is not None:
+            parent = branches.thread_row(thread, edit_of, role=ConversationMessage.Role.HUMAN).parent_id
+        previous_messages = self._window(conversation_id, branched, parent)
         human = ConversationMessage.from_message(
-            human_message, turn_id=turn_id, visible=visible, idempotency_key=idempotency_key, **thread
+            human_message, turn_id=turn_id, visible=visible, idempotency_key=idempotency_key,
+            parent_id=parent if branched else None, **thread
         )
         ai = ConversationMessage.from_message(AIMessage(content=""), turn_id=turn_id, status=Status.STREAMING, **thread)
-        if not idempotency_key:
+        if not idempotency_key and not branched:
             ConversationMessage.objects.bulk_create([human, ai])  # one INSERT: both rows or neither
         else:
             try:
                 with transaction.atomic():  # in a caller's transaction, a savepoint: a duplicate leaves it usable
                     ConversationMessage.objects.bulk_create([human, ai])
+                    if branched:
+                        branches.link([human, ai], parent)
             except IntegrityError:
+                if not idempotency_key:
+                    raise
                 existing = self._thread_queryset(conversation_id).get(idempotency_key=idempotency_key)
                 raise DuplicateMessage(existing) from None
         return Turn(turn_id=turn_id, human=human, ai=ai, previous_messages=previous_messages, lease=lease)
@@ -279,7 +358,13 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         return queryset
 
     def _read_window(self, conversation_id: Any) -> list[BaseMessage]:
-        """The window's messages, oldest first.
+        """The window of the branch the thread shows (see ``_window``)."""
+        branched, leaf = branches.branch_state(self._key(conversation_id), self._thread_fields(conversation_id))
+        return self._window(conversation_id, branched, leaf)
+
+    def _window(self, conversation_id: Any, branched: bool, leaf: int | None) -> list[BaseMessage]:
+        """The window's messages, oldest first: the thread's newest rows or, once it has
+        branched (``pyhub_ai.branches``), those of the branch ending at ``leaf``.
 
         A history object remembers the messages it has decoded (``_decoded``, by row id, the
         current window's only): once it has read the window, each later read fetches just the
@@ -288,7 +373,11 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         ``streaming`` are decoded on every read. Reads share the message objects: callers
         must not modify them.
         """
-        if self._decoded:
+        if branched:
+            newest_first = self._branch_ids(conversation_id, leaf)
+            unread = [pk for pk, _ in newest_first if pk not in self._decoded]
+            rows = statements.message_contents(unread) if unread else []
+        elif self._decoded:
             newest_first = statements.window_ids(
                 conversation_id, self.user_id, self.visitor_key, complete_only=not self.include_failed, limit=self.max_messages
             )
@@ -311,6 +400,32 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         if self.max_messages is not None or self.max_tokens is not None:
             messages = _start_on_human(messages)
         return messages
+
+    def _branch_ids(self, conversation_id: Any, leaf: int | None) -> list[tuple[int, int]]:
+        """``(id, token count)`` of the window's rows on the branch ending at ``leaf``, newest first."""
+        if leaf is None:
+            return []
+        complete_only = not self.include_failed
+        walked = statements.walk_branch(
+            leaf, conversation_id, self.user_id, self.visitor_key,
+            counted="status" if complete_only else None, value=Status.COMPLETE, limit=self.max_messages,
+        )
+        return [(pk, tokens) for pk, tokens, status, _ in walked if not complete_only or status == Status.COMPLETE][: self.max_messages]
+
+    def _key(self, conversation_id: Any) -> str:
+        return locks.thread_key(conversation_id, self.user_id, self.visitor_key)
+
+    def _insert(self, conversation_id: Any, rows: list[ConversationMessage]) -> None:
+        """Insert ``rows`` after the thread's last message, or at the end of the branch shown."""
+        branched, leaf = branches.branch_state(self._key(conversation_id), self._thread_fields(conversation_id))
+        if not branched:
+            ConversationMessage.objects.bulk_create(rows)
+            return
+        with transaction.atomic():
+            if rows:
+                rows[0].parent_id = leaf
+            ConversationMessage.objects.bulk_create(rows)
+            branches.link(rows, leaf)
 
     def _rows(self, conversation_id: Any, messages: Sequence[BaseMessage]) -> list[ConversationMessage]:
         """Unsaved rows; streamed chunks (``astream`` through a chain) are stored as messages."""
@@ -395,6 +510,8 @@ def _store_reply(
         statements.update_message(ai_row.pk, content=ai_row.content, status=status, token_count=ai_row.token_count)
         if new_rows:
             ConversationMessage.objects.bulk_create(new_rows)
+            if ai_row.parent_id is not None:  # a thread that has branched: the new rows follow ai_row
+                branches.link(new_rows, ai_row.pk)
         statements.add_conversation_activity(
             ai_row.conversation_id,
             input_tokens=usage.get("input_tokens", 0),

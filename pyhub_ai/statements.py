@@ -20,7 +20,7 @@ from typing import Any
 from django.db import connections, router
 from django.db.models import Model
 
-from .models import Checkpoint, CheckpointBlob, CheckpointWrite, Conversation, ConversationMessage, ThreadLock, UsageRecord, UsageTotal
+from .models import Checkpoint, CheckpointBlob, CheckpointWrite, Conversation, ConversationMessage, ThreadBranch, ThreadLock, UsageRecord, UsageTotal
 
 
 class _Table:
@@ -115,6 +115,80 @@ def message_contents(ids: Sequence[int]) -> list[tuple[int, Any, str]]:
     placeholders = ", ".join(["%s"] * len(ids))
     sql = f"SELECT {c['id']}, {c['content']}, {c['status']} FROM {t.name} WHERE {c['id']} IN ({placeholders})"
     return [(pk, t.read("content", content), status) for pk, content, status in t.select(sql, list(ids))]
+
+
+def _thread_where(t: _Table, user_id: Any, prefix: str = "") -> str:
+    c = t.column
+    user = f"{prefix}{c['user']} IS NULL" if user_id is None else f"{prefix}{c['user']} = %s"
+    return f"{prefix}{c['conversation']} = %s AND {user} AND {prefix}{c['visitor_key']} = %s"
+
+
+def _thread_params(conversation_id: Any, user_id: Any, visitor_key: str) -> list[Any]:
+    return [conversation_id, *([] if user_id is None else [user_id]), visitor_key]
+
+
+def thread_branch(key: str, conversation_id: Any, user_id: Any, visitor_key: str) -> tuple[int, int, int | None] | None:
+    """``(leaf, newest when chosen, newest now)`` of a branched thread, in one query; ``None``
+    for a thread that never branched (``pyhub_ai.branches``)."""
+    b, m = _for_read(ThreadBranch), _for_read(ConversationMessage)
+    newest = f"SELECT {m.column['id']} FROM {m.name} WHERE {_thread_where(m, user_id)} ORDER BY {m.column['id']} DESC LIMIT 1"
+    sql = f"SELECT {b.column['leaf']}, {b.column['newest']}, ({newest}) FROM {b.name} WHERE {b.column['key']} = %s"
+    rows = b.select(sql, [*_thread_params(conversation_id, user_id, visitor_key), key])
+    return rows[0] if rows else None
+
+
+def thread_newest(conversation_id: Any, user_id: Any, visitor_key: str) -> int | None:
+    """The id of a thread's newest message (one step of the thread index)."""
+    t = _for_read(ConversationMessage)
+    sql = f"SELECT {t.column['id']} FROM {t.name} WHERE {_thread_where(t, user_id)} ORDER BY {t.column['id']} DESC LIMIT 1"
+    rows = t.select(sql, _thread_params(conversation_id, user_id, visitor_key))
+    return rows[0][0] if rows else None
+
+
+@cache
+def _walk_sql(t: _Table, *, anonymous: bool, counted: str | None, limited: bool) -> str:
+    c = t.column
+    columns = [c[name] for name in ("id", "parent", "token_count", "status", "visible")]
+    head = ", ".join(columns)
+    step = ", ".join(f"m.{column}" for column in columns)
+    count = (lambda prefix: f"CASE WHEN {prefix}{c[counted]} = %s THEN 1 ELSE 0 END") if counted else (lambda prefix: "1")
+    return (
+        f"WITH RECURSIVE branch(id, parent_id, token_count, status, visible, kept) AS ("
+        f"SELECT {head}, {count('')} FROM {t.name} WHERE {c['id']} = %s AND {_thread_where(t, None if anonymous else 0)} "
+        f"UNION ALL SELECT {step}, b.kept + {count('m.')} "
+        f"FROM {t.name} m JOIN branch b ON m.{c['id']} = b.parent_id"
+        + (" WHERE b.kept < %s" if limited else "")
+        + ") SELECT id, token_count, status, visible FROM branch ORDER BY id DESC"
+    )
+
+
+def walk_branch(
+    leaf: int, conversation_id: Any, user_id: Any, visitor_key: str, *, counted: str | None = None, value: Any = None,
+    limit: int | None = None,
+) -> list[tuple[int, int, str, bool]]:
+    """``(id, token_count, status, visible)`` of the branch ending at ``leaf``, newest first,
+    followed up the ``parent`` links until ``limit`` rows were read whose ``counted`` column
+    (``status`` or ``visible``; ``None``: every row) equals ``value`` (the whole branch without
+    a limit): one recursive query, one primary-key step per row, whatever the size of the tree."""
+    t = _for_read(ConversationMessage)
+    sql = _walk_sql(t, anonymous=user_id is None, counted=counted, limited=limit is not None)
+    value_params = [t.prep(counted, value)] if counted else []
+    params = [*value_params, leaf, *_thread_params(conversation_id, user_id, visitor_key), *value_params]
+    params += [limit] if limit is not None else []
+    return [(pk, tokens, status, bool(visible)) for pk, tokens, status, visible in t.select(sql, params)]
+
+
+def newest_descendant(message_id: int) -> int:
+    """The end of the newest path below ``message_id``: its newest child, that one's newest
+    child, and so on (one indexed step per level)."""
+    t = _for_read(ConversationMessage)
+    c = t.column
+    sql = (
+        f"WITH RECURSIVE down(id) AS (SELECT %s UNION ALL "
+        f"SELECT (SELECT MAX(m.{c['id']}) FROM {t.name} m WHERE m.{c['parent']} = down.id) FROM down WHERE down.id IS NOT NULL) "
+        f"SELECT MAX(id) FROM down"
+    )
+    return t.select(sql, [message_id])[0][0]
 
 
 def update_message(pk: int, *, content: Any, status: str, token_count: int) -> None:

@@ -199,16 +199,17 @@ async def test_a_streaming_reply_can_be_stopped_and_retried(slow_server, browser
     assert [frame["type"] for frame in await page.evaluate("window.__sent")].count("stop") == 1
     await screenshot(page, "ux-02-stopped")
 
-    # Retry sends the same text again, as a new message with a fresh idempotency key.
+    # Retry answers the same question again (a regenerate): the question is not sent twice, and
+    # the interrupted reply becomes version 1 of 2, without its Retry button.
+    stopped_id = await stopped.get_attribute("data-id")
     await stopped.locator(".pyhub-msg-retry").click()
-    await expect(page.locator(HUMAN)).to_have_count(2, timeout=TIMEOUT_MS)
-    await expect(page.locator(HUMAN + " .pyhub-msg-body").nth(1)).to_have_text("Tell me a long story")
     retried = page.locator(COMPLETE).filter(has_text="You said: “Tell me a long story”")
     await expect(retried).to_have_count(1, timeout=REPLY_TIMEOUT_MS)
-    messages = await sent_frames(page, "user_message")
-    assert [m["text"] for m in messages] == ["Tell me a long story"] * 2
-    keys = [m["idempotency_key"] for m in messages]
-    assert len(set(keys)) == 2 and all(re.fullmatch(r"[0-9a-f-]{36}", key) for key in keys)
+    await expect(page.locator(HUMAN)).to_have_count(1)
+    await expect(page.locator(INTERRUPTED)).to_have_count(0)
+    await expect(retried.locator(".pyhub-msg-version")).to_have_text("2 / 2")
+    assert [m["text"] for m in await sent_frames(page, "user_message")] == ["Tell me a long story"]
+    assert await sent_frames(page, "regenerate") == [{"type": "regenerate", "message_id": int(stopped_id)}]
     await screenshot(page, "ux-03-retried")
 
     # Keyboard only: Tab goes from the input to Send (or to Stop while streaming); Escape stops.
@@ -222,15 +223,20 @@ async def test_a_streaming_reply_can_be_stopped_and_retried(slow_server, browser
     await page.keyboard.press("Tab")
     await expect(stop).to_be_focused()
     await page.keyboard.press("Escape")
-    await expect(page.locator(INTERRUPTED)).to_have_count(2, timeout=TIMEOUT_MS)
+    await expect(page.locator(INTERRUPTED)).to_have_count(1, timeout=TIMEOUT_MS)
     await expect(chat_input).to_be_focused()
 
     # The page after a reload: the same messages, as stored.
     await page.reload()
     await expect(page.locator("#pyhub-chat-connection")).to_have_attribute("data-state", "open")
-    await expect(page.locator(HUMAN)).to_have_count(3)
-    await expect(page.locator(INTERRUPTED)).to_have_count(2)
-    await expect(page.locator(INTERRUPTED + " .pyhub-msg-retry")).to_have_count(2)
+    await expect(page.locator(HUMAN)).to_have_count(2)
+    await expect(page.locator(INTERRUPTED)).to_have_count(1)  # the retried one is an older version now
+    await expect(page.locator(INTERRUPTED + " .pyhub-msg-retry")).to_have_count(1)
+    await expect(page.locator(COMPLETE).filter(has_text="Tell me a long story").locator(".pyhub-msg-version")).to_have_text("2 / 2")
+    # Its older version keeps no Retry: it was answered again.
+    await page.locator(COMPLETE).filter(has_text="Tell me a long story").locator(".pyhub-msg-version-prev").click()
+    await expect(page.locator(INTERRUPTED).first.locator(".pyhub-msg-version")).to_have_text("1 / 2")
+    await expect(page.locator(INTERRUPTED).first.locator(".pyhub-msg-retry")).to_have_count(0)
     check(session)
 
 

@@ -14,6 +14,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from .. import budgets
 from ..conf import conf
 from ..display import message_object
+from ..branches import UnknownMessage
 from ..history import DjangoChatMessageHistory, DuplicateMessage, ThreadAlreadyStarted, Turn
 from ..ledger import ModelCall
 from ..llm import STARTER_FLAG, OpenAIReplyStream, ReplyStream, parse_model, reply_stream
@@ -54,6 +55,7 @@ class ChatMixin:
     _stop_requested: bool = False
     _reply_stream: ReplyStream | OpenAIReplyStream | None = None
     _texts: list[str] | None = None
+    _turn_versions: dict[int, list[int]] | None = None
 
     def is_turn_running(self) -> bool:
         """Whether the client is still waiting for the current reply."""
@@ -63,6 +65,33 @@ class ChatMixin:
         if self.is_turn_running():
             raise FrameError("turn_in_progress", gettext("Please wait until the current reply is finished."))
         await self._launch_turn(self.run_turn(HumanMessage(content=text), idempotency_key=idempotency_key))
+
+    async def start_edit(self, message_id: int, text: str, idempotency_key: str = "") -> None:
+        """Store ``text`` as a new version of the user's message ``message_id`` and answer it
+        (an ``edit_message`` frame); the old version and what followed it stay, as a branch."""
+        if self.is_turn_running():
+            raise FrameError("turn_in_progress", gettext("Please wait until the current reply is finished."))
+        await self._launch_turn(self.run_turn(HumanMessage(content=text), idempotency_key=idempotency_key, edit_of=message_id))
+
+    async def start_regenerate(self, message_id: int) -> None:
+        """Answer again the user's message that the reply ``message_id`` answers, as a new
+        version of that reply (a ``regenerate`` frame; Retry of a failed reply too)."""
+        if self.is_turn_running():
+            raise FrameError("turn_in_progress", gettext("Please wait until the current reply is finished."))
+        await self._launch_turn(self.run_turn(None, regenerate=message_id))
+
+    async def switch_branch(self, message_id: int) -> None:
+        """Show the branch through the version ``message_id`` of a message (a ``switch_branch``
+        frame): its latest page goes to every tab of the thread as a ``history`` frame with
+        ``reset``."""
+        if self.is_turn_running():
+            raise FrameError("turn_in_progress", gettext("Please wait until the current reply is finished."))
+        try:
+            await self.history.aswitch_branch(message_id)
+        except UnknownMessage:
+            raise FrameError("not_found", gettext("This message does not exist."), f"message {message_id} is not in this thread") from None
+        _, page = await self.get_history_page()
+        await self.send_turn_frame("history", reset=True, **page)
 
     def get_usage_visitor(self) -> Visitor:
         """Whom the model calls of this connection are counted for (``pyhub_ai.usage``): the
@@ -159,7 +188,14 @@ class ChatMixin:
         await self.send_turn_frame("error", code=code, message=message, turn_id=str(turn.turn_id))
 
     async def run_turn(
-        self, human_message: HumanMessage, *, visible: bool = True, idempotency_key: str = "", only_if_empty: bool = False
+        self,
+        human_message: HumanMessage | None,
+        *,
+        visible: bool = True,
+        idempotency_key: str = "",
+        only_if_empty: bool = False,
+        edit_of: int | None = None,
+        regenerate: int | None = None,
     ) -> None:
         """Run one turn while holding the thread's lock, so turns from several tabs or workers
         never interleave and each reply is built from a complete history.
@@ -170,6 +206,10 @@ class ChatMixin:
         nothing) and stores the human message (``DjangoChatMessageHistory.start_turn``); the one
         that stores the reply releases the lock. A visitor whom a budget limits holds a second
         lock around it (``pyhub_ai.budgets.spending_lock``): their turns run one at a time.
+
+        ``edit_of`` and ``regenerate`` (message ids) make the turn a new branch
+        (``DjangoChatMessageHistory.start_turn``); a message that is not this thread's is
+        refused with ``not_found`` before anything is stored or counted.
         """
         history = self.history
         visitor = self.get_usage_visitor()
@@ -178,13 +218,17 @@ class ChatMixin:
             if only_if_empty and history.has_messages():
                 raise ThreadAlreadyStarted()
             admit_model_call(visitor)
-            return history.start_turn(human_message, visible=visible, idempotency_key=idempotency_key, lease=lease)
+            return history.start_turn(
+                human_message, visible=visible, idempotency_key=idempotency_key, lease=lease, edit_of=edit_of, regenerate=regenerate
+            )
 
         lease = None
         try:
             async with budgets.spending_lock(visitor):
                 async with thread_lock(history.thread_key, wait=conf.TURN_LOCK_WAIT, on_acquire=start) as lease:
-                    await self.run_locked_turn(history, lease.value, human_message, visible=visible)
+                    turn = lease.value
+                    branch = edit_of is not None or regenerate is not None
+                    await self.run_locked_turn(history, turn, human_message or turn.human.message, visible=visible, branch=branch)
         except ThreadBusy:
             await self.fail_reply("conversation_busy", gettext("This conversation is busy with another reply. Please try again."))
         except ThreadAlreadyStarted:  # nothing was stored
@@ -193,6 +237,8 @@ class ChatMixin:
             await self.fail_reply(refusal.code, refusal.client_message)
         except FrameError as refusal:  # nothing was stored
             await self.fail_reply(refusal.code, refusal.message)
+        except UnknownMessage as unknown:  # nothing was stored: another thread's message is as unknown as a missing one
+            await self.fail_reply("not_found", gettext("This message does not exist."), detail=f"message {unknown} is not in this thread")
         except DuplicateMessage as duplicate:
             self._reply_open = False
             await self.send_frame("message", message=message_object(duplicate.existing), duplicate=True)
@@ -209,9 +255,19 @@ class ChatMixin:
         finally:
             self._reply_open = False
 
-    async def run_locked_turn(self, history: DjangoChatMessageHistory, turn: Turn, human_message: HumanMessage, *, visible: bool) -> None:
-        """Stream the reply to the stored ``human_message`` to the client, then store the reply."""
-        if visible:
+    async def run_locked_turn(
+        self, history: DjangoChatMessageHistory, turn: Turn, human_message: HumanMessage, *, visible: bool, branch: bool = False
+    ) -> None:
+        """Stream the reply to the stored ``human_message`` to the client, then store the reply.
+
+        A ``branch`` turn (an edit, a regenerated reply) first sends every tab the new branch's
+        latest page (``history`` with ``reset``) instead of the human message."""
+        self._turn_versions = {}
+        if branch:
+            _, page = await self.get_history_page()
+            self._turn_versions = {message["id"]: message["versions"] for message in page["messages"] if "versions" in message}
+            await self.send_turn_frame("history", reset=True, **page)
+        elif visible:
             await self.send_turn_frame("message", message=message_object(turn.human))
         await self.send_turn_frame("stream_start", turn_id=str(turn.turn_id), message_id=turn.ai.pk)
 
@@ -223,10 +279,10 @@ class ChatMixin:
         except asyncio.CancelledError:
             await self._store_reply(history, turn, self._partial_reply, Status.INTERRUPTED)
             if not self._stop_requested:  # the client has gone: only its other tabs hear of it
-                await self.send_turn_frame("stream_end", to_self=False, turn_id=str(turn.turn_id), message=message_object(turn.ai))
+                await self.send_turn_frame("stream_end", to_self=False, turn_id=str(turn.turn_id), message=self.reply_object(turn))
                 raise
             asyncio.current_task().uncancel()
-            await self.end_reply("stream_end", turn_id=str(turn.turn_id), message=message_object(turn.ai))
+            await self.end_reply("stream_end", turn_id=str(turn.turn_id), message=self.reply_object(turn))
             return
         except UsageLimited as refusal:  # a further step of a tool-calling turn (AgentMixin), not begun
             if await self._store_reply(history, turn, None, Status.ERROR):
@@ -252,11 +308,16 @@ class ChatMixin:
 
         if not await self._store_reply(history, turn, reply, Status.COMPLETE):
             return
-        await self.end_reply("stream_end", turn_id=str(turn.turn_id), message=message_object(turn.ai))
+        await self.end_reply("stream_end", turn_id=str(turn.turn_id), message=self.reply_object(turn))
         try:
             await self.on_conversation_complete(human_message, turn.ai.message, self.get_tools_output_list())
         except Exception:
             logger.exception("on_conversation_complete() failed for turn %s.", turn.turn_id)
+
+    def reply_object(self, turn: Turn) -> dict[str, Any]:
+        """The message object of the turn's reply for ``stream_end``, with its ``versions``
+        when the turn regenerated it."""
+        return message_object(turn.ai, (self._turn_versions or {}).get(turn.ai.pk))
 
     async def produce_reply(self, history: DjangoChatMessageHistory, turn: Turn, prompt: list[BaseMessage]) -> AIMessageChunk | None:
         """The reply to ``prompt``: one streamed answer of ``get_llm()``. ``AgentMixin``

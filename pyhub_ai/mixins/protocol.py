@@ -50,6 +50,10 @@ class FrameError(Exception):
         self.detail = detail or message
 
 
+#: The frames that edit, regenerate and switch branches (docs/protocol.md, 1.1).
+BRANCH_FRAMES = ("edit_message", "regenerate", "switch_branch")
+
+
 @dataclass(frozen=True)
 class ClientFrame:
     """A validated client frame: ``type`` plus its checked values."""
@@ -59,6 +63,7 @@ class ClientFrame:
     before: int | None = None
     idempotency_key: str = ""
     model: str = ""
+    message_id: int | None = None
 
 
 class FrameProtocolMixin:
@@ -132,7 +137,20 @@ class FrameProtocolMixin:
             if not isinstance(model, str) or not 0 < len(model) <= 200:
                 raise FrameError("invalid_model", gettext("This model cannot be chosen here."), f"bad 'model': {model!r:.200}")
             return ClientFrame(type="select_model", model=model)
+        if frame_type in BRANCH_FRAMES:
+            return self.parse_branch_frame(frame_type, content)
         raise FrameError("invalid_frame", gettext("Unknown message type."), f"unknown type {frame_type!r}")
+
+    def parse_branch_frame(self, frame_type: str, content: dict[str, Any]) -> ClientFrame:
+        """``edit_message`` (``message_id``, ``text``, optional ``idempotency_key``),
+        ``regenerate`` and ``switch_branch`` (``message_id``)."""
+        message_id = content.get("message_id")
+        if not isinstance(message_id, int) or isinstance(message_id, bool) or not 1 <= message_id <= MAX_PK:
+            raise FrameError("invalid_frame", gettext("The message could not be read."), f"bad 'message_id': {message_id!r:.100}")
+        if frame_type != "edit_message":
+            return ClientFrame(type=frame_type, message_id=message_id)
+        edit = self.parse_client_frame({**content, "type": "user_message"})
+        return ClientFrame(type=frame_type, message_id=message_id, text=edit.text, idempotency_key=edit.idempotency_key)
 
     async def send_frame(self, frame_type: str, **data: Any) -> None:
         await self.send_json({"type": frame_type, **data})
@@ -156,6 +174,14 @@ class FrameProtocolMixin:
 
     async def send_history_page(self, before: int | None = None) -> list[ConversationMessage]:
         """Send one ``history`` frame (the latest page, or the page older than ``before``)."""
-        rows, has_more = await self.history.aget_page(before=before)
-        await self.send_frame("history", messages=[message_object(row) for row in rows], has_more=has_more, before=before)
+        rows, data = await self.get_history_page(before)
+        await self.send_frame("history", **data)
         return rows
+
+    async def get_history_page(self, before: int | None = None) -> tuple[list[ConversationMessage], dict[str, Any]]:
+        """The rows of a page of the branch shown and the ``history`` frame's keys for them
+        (each message with its ``versions``)."""
+        rows, has_more = await self.history.aget_page(before=before)
+        versions = await self.history.aget_versions(rows)
+        messages = [message_object(row, versions.get(row.pk)) for row in rows]
+        return rows, {"messages": messages, "has_more": has_more, "before": before}

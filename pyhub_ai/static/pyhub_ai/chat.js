@@ -116,6 +116,9 @@
     if (message.turn_id) {
       el.dataset.turnId = message.turn_id;
     }
+    if (Array.isArray(message.versions) && message.versions.length > 1) {
+      el.dataset.versions = message.versions.join(",");
+    }
     el.appendChild(make("span", "pyhub-msg-role", t(ROLE_LABELS[role])));
     el.appendChild(role === "tool" ? toolResult(message) : messageBody(role, message.text));
     if (role === "tool" && message.artifact) {
@@ -285,30 +288,160 @@
     return first ? Number(first.dataset.id) : null;
   }
 
-  // A failed or interrupted reply gets a Retry button when the user's message of its turn is
-  // on the page (a reply to the hidden conversation starter has none).
-  function addRetryButtons() {
-    var failed = els.messages.querySelectorAll(
-      '.pyhub-msg[data-role="ai"][data-status="error"]:not([data-retry]),' +
-      '.pyhub-msg[data-role="ai"][data-status="interrupted"]:not([data-retry])'
+  // ---- actions on a message: edit, regenerate, retry, versions ---------------------------
+
+  function humanOfTurn(el) {
+    return el.dataset.turnId && els.messages.querySelector(
+      '.pyhub-msg[data-role="human"][data-id][data-turn-id="' + CSS.escape(el.dataset.turnId) + '"]'
     );
-    Array.prototype.forEach.call(failed, function (el) {
-      var human = el.dataset.turnId && els.messages.querySelector(
-        '.pyhub-msg[data-role="human"][data-turn-id="' + CSS.escape(el.dataset.turnId) + '"] .pyhub-msg-body'
-      );
-      if (!human) {
+  }
+
+  // The last message of its turn on the page (the reply that Regenerate and Retry replace).
+  function endsTurn(el) {
+    var next = el.nextElementSibling;
+    return !next || !next.dataset.turnId || next.dataset.turnId !== el.dataset.turnId;
+  }
+
+  // Adds the buttons a message has, once: Edit on the user's messages; on the last reply of a
+  // turn whose question is on the page (not the hidden conversation starter's), Regenerate, or
+  // Retry when it failed and was not answered again yet; "‹ 2 / 3 ›" on a message with versions.
+  function addActions() {
+    Array.prototype.forEach.call(els.messages.querySelectorAll(".pyhub-msg[data-id]:not([data-actions])"), function (el) {
+      el.dataset.actions = "true";
+      var bar = make("div", "pyhub-msg-actions");
+      var versions = el.dataset.versions ? el.dataset.versions.split(",") : [];
+      if (versions.length > 1) {
+        bar.appendChild(versionSwitch(el, versions));
+      }
+      var failed = el.dataset.status === "error" || el.dataset.status === "interrupted";
+      if (el.dataset.role === "human" && el.dataset.status === "complete") {
+        bar.appendChild(actionButton("pyhub-msg-edit", t("edit"), function () {
+          startEditing(el);
+        }));
+      } else if (el.dataset.role === "ai" && el.dataset.status !== "streaming" && !el.querySelector(".pyhub-msg-tool-calls") &&
+                 endsTurn(el) && humanOfTurn(el)) {
+        if (failed && versions.length < 2) {
+          el.dataset.retry = "true";
+          bar.appendChild(actionButton("pyhub-msg-retry", t("retry"), function () {
+            regenerate(el);
+          }));
+        } else if (!failed) {
+          bar.appendChild(actionButton("pyhub-msg-regenerate", t("regenerate"), function () {
+            regenerate(el);
+          }));
+        }
+      }
+      if (bar.firstChild) {
+        el.appendChild(bar);
+      }
+    });
+    refreshActions();
+  }
+
+  function actionButton(className, label, onClick) {
+    var el = button("pyhub-msg-action " + className, label);
+    el.addEventListener("click", onClick);
+    return el;
+  }
+
+  function versionSwitch(el, versions) {
+    var index = versions.indexOf(el.dataset.id);
+    var box = make("span", "pyhub-msg-versions");
+    box.setAttribute("role", "group");
+    box.setAttribute("aria-label", t("versions"));
+    var previous = actionButton("pyhub-msg-version-prev", "‹", function () {
+      switchTo(versions[index - 1]);
+    });
+    previous.setAttribute("aria-label", t("previousVersion"));
+    previous.dataset.edge = String(index <= 0);
+    var next = actionButton("pyhub-msg-version-next", "›", function () {
+      switchTo(versions[index + 1]);
+    });
+    next.setAttribute("aria-label", t("nextVersion"));
+    next.dataset.edge = String(index >= versions.length - 1);
+    box.appendChild(previous);
+    box.appendChild(make("span", "pyhub-msg-version", t("version", { index: index + 1, count: versions.length })));
+    box.appendChild(next);
+    return box;
+  }
+
+  // Action buttons work only while nothing runs (one turn at a time).
+  function refreshActions() {
+    Array.prototype.forEach.call(els.messages.querySelectorAll(".pyhub-msg-action"), function (action) {
+      action.disabled = !canSend() || action.dataset.edge === "true";
+    });
+  }
+
+  function switchTo(id) {
+    if (canSend() && id) {
+      send({ type: "switch_branch", message_id: Number(id) });
+    }
+  }
+
+  function regenerate(el) {
+    if (!canSend()) {
+      return;
+    }
+    clearError();
+    send({ type: "regenerate", message_id: Number(el.dataset.id) });
+    awaitingReply = true;
+    expectFirstTurn = false;
+    refreshForm();
+    els.input.focus();
+  }
+
+  // Replaces the message's text with a box to edit it; sending it stores a new version.
+  function startEditing(el) {
+    var body = el.querySelector(".pyhub-msg-body");
+    if (!body || el.querySelector(".pyhub-msg-editor") || !canSend()) {
+      return;
+    }
+    var editor = make("form", "pyhub-msg-editor");
+    var area = make("textarea", "pyhub-msg-edit-input");
+    area.value = body.textContent;
+    area.setAttribute("aria-label", t("editLabel"));
+    area.rows = Math.min(8, area.value.split("\n").length + 1);
+    var save = button("pyhub-msg-edit-save", t("saveEdit"));
+    save.type = "submit";
+    var cancel = button("pyhub-msg-edit-cancel", t("cancelEdit"));
+    editor.appendChild(area);
+    editor.appendChild(save);
+    editor.appendChild(cancel);
+    body.hidden = true;
+    el.dataset.editing = "true";
+    body.after(editor);
+    function close() {
+      editor.remove();
+      body.hidden = false;
+      delete el.dataset.editing;
+    }
+    cancel.addEventListener("click", close);
+    editor.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var text = area.value;
+      if (!text.trim() || isTooLong(text) || !canSend()) {
         return;
       }
-      el.dataset.retry = "true";
-      var retry = button("pyhub-msg-retry", t("retry"));
-      retry.disabled = !canSend();
-      retry.addEventListener("click", function () {
-        if (sendText(human.textContent)) {
-          els.input.focus();
-        }
-      });
-      el.appendChild(retry);
+      clearError();
+      send({ type: "edit_message", message_id: Number(el.dataset.id), text: text, idempotency_key: newKey() });
+      awaitingReply = true;
+      expectFirstTurn = false;
+      close();
+      refreshForm();
+      els.input.focus();
     });
+    area.addEventListener("keydown", function (event) {
+      if (event.key === "Escape") {
+        event.preventDefault();
+        event.stopPropagation();
+        close();
+      } else if (event.key === "Enter" && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
+        event.preventDefault();
+        editor.requestSubmit();
+      }
+    });
+    area.focus();
+    area.setSelectionRange(area.value.length, area.value.length);
   }
 
   // ---- scrolling -------------------------------------------------------------------------
@@ -372,7 +505,7 @@
       } else {
         els.messages.insertBefore(el, typingEl || queuedEl());
       }
-      addRetryButtons(); // inside: a Retry button added after the scroll would sit under the form
+      addActions(); // inside: a Retry button added after the scroll would sit under the form
     });
   }
 
@@ -380,7 +513,7 @@
     typingEl = null;
     els.messages.replaceChildren.apply(els.messages, messages.map(buildMessage).concat(queued ? [queued.el] : []));
     root.dataset.loaded = "true";
-    addRetryButtons();
+    addActions();
   }
 
   // Runs `change` (which adds content above the viewport) without moving what the reader sees.
@@ -400,7 +533,7 @@
       }
     });
     els.messages.insertBefore(fragment, els.messages.firstChild);
-    addRetryButtons();
+    addActions();
   }
 
   // Loads older pages until the list can scroll (or there are none), so scrolling up can page.
@@ -485,6 +618,15 @@
   function onHistory(frame) {
     var messages = Array.isArray(frame.messages) ? frame.messages : [];
     hasMore = Boolean(frame.has_more);
+    if (frame.reset && !freshHistory) {
+      // Another branch is shown (an edit, a regenerated reply, a switch from any tab).
+      loadingMore = false;
+      replaceMessages(messages);
+      refreshLoadMore();
+      scrollToBottom();
+      fillViewport();
+      return;
+    }
     if (freshHistory) {
       freshHistory = false;
       expectFirstTurn = messages.length === 0;
@@ -544,8 +686,13 @@
     el.appendChild(typingIndicator());
     stream = { turnId: frame.turn_id, el: el, text: "", frame: 0, own: own, stopping: false };
     els.messages.setAttribute("aria-busy", "true");
+    var placeholder = findMessage(frame.message_id); // in the page of a new branch
     withAutoScroll(function () {
-      els.messages.insertBefore(el, queuedEl());
+      if (placeholder) {
+        placeholder.replaceWith(el);
+      } else {
+        els.messages.insertBefore(el, queuedEl());
+      }
     });
     notifyStored({ id: frame.message_id, role: "ai" });
     if (own && (stopRequested || stopAgain)) {
@@ -788,9 +935,7 @@
     if (stopHadFocus && !showStop) {
       els.input.focus();
     }
-    Array.prototype.forEach.call(els.messages.querySelectorAll(".pyhub-msg-retry"), function (retry) {
-      retry.disabled = !canSend();
-    });
+    refreshActions();
     root.dataset.busy = String(isBusy());
   }
 
