@@ -24,6 +24,9 @@ from example.routing import websocket_urlpatterns  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns + pyhub_ai.routing.websocket_urlpatterns))),
+        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(
+            # Last, the refusal of any other path (instead of a server error).
+            websocket_urlpatterns + pyhub_ai.routing.websocket_urlpatterns + pyhub_ai.routing.not_found_urlpatterns
+        ))),
     }
 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from django.urls import path
+from django.urls import path, re_path
 from django.utils.module_loading import import_string
 
 from . import converters  # noqa: F401  (registers <pk:...>)
@@ -38,3 +38,20 @@ async def chat_consumer(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 websocket_urlpatterns = [path(WEBSOCKET_PATH, chat_consumer, name="pyhub_ai_chat")]
+
+
+async def websocket_not_found(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Refuse a websocket whose path no route matched: the handshake gets HTTP 403.
+
+    Without it channels' ``URLRouter`` raises ``ValueError("No route found ...")``: the client
+    gets HTTP 500 and the log a traceback, for any path a visitor makes up (or an id out of
+    range, which ``<pk:...>`` does not match).
+    """
+    message = await receive()
+    if message["type"] == "websocket.connect":
+        await send({"type": "websocket.close", "code": 4404})
+
+
+#: The last route of a project's websocket routes: ``URLRouter([*your_routes,
+#: *pyhub_ai.routing.websocket_urlpatterns, *pyhub_ai.routing.not_found_urlpatterns])``.
+not_found_urlpatterns = [re_path(r"", websocket_not_found)]
