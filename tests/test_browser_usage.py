@@ -31,6 +31,9 @@ async def test_a_turns_usage_on_the_conversation_list_and_the_admins_usage_page(
             await page.goto(f"{live_daphne}/example/")
             await page.locator("#new-room").click()
             await expect(page.locator(AI_COMPLETE)).to_have_count(1, timeout=TIMEOUT_MS)
+            # The page told the server the browser's time zone (quota_exceeded says resets in it).
+            zone = await page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone")
+            assert {"pyhub_ai_timezone": zone}.items() <= {c["name"]: c["value"] for c in await page.context.cookies()}.items()
 
             await page.goto(f"{live_daphne}/chat/")
             usage = page.locator("#pyhub-usage")

@@ -5,6 +5,7 @@ import asyncio
 import logging
 import traceback
 from typing import Any
+from urllib.parse import unquote
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
@@ -108,7 +109,7 @@ class ChatMixin:
         """The visitor's IANA time zone (a ``quota_exceeded`` refusal says when the budget
         resets in it): the ``pyhub_ai_timezone`` cookie the chat page sets from the browser;
         empty (the current time zone) without one."""
-        return self.scope.get("cookies", {}).get(TIMEZONE_COOKIE, "")[:64]
+        return unquote(self.scope.get("cookies", {}).get(TIMEZONE_COOKIE, ""))[:64]
 
     def get_usage_model(self) -> str:
         """The model the usage ledger records for this turn's calls (and whose

@@ -821,6 +821,19 @@
     els.error.textContent = "";
   }
 
+  // The browser's time zone, for the server's messages that name a time ("it resets tomorrow"):
+  // the pyhub_ai_timezone cookie, sent with the websocket handshake (docs/protocol.md).
+  function rememberTimeZone() {
+    try {
+      var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+      if (zone) {
+        document.cookie = "pyhub_ai_timezone=" + zone + "; path=/; max-age=31536000; samesite=lax";
+      }
+    } catch (error) {
+      // No Intl: the server says times in its own time zone.
+    }
+  }
+
   function connect() {
     if (!root && !init()) {
       return;
@@ -835,6 +848,7 @@
     }
     setConnection("connecting", t("connecting"));
     refreshForm();
+    rememberTimeZone();
     var ws = new WebSocket(socketUrl(root.dataset.wsUrl || ""));
     socket = ws;
     ws.onmessage = function (event) {
