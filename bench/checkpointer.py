@@ -5,7 +5,7 @@ langgraph-checkpoint-sqlite on SQLite, ``PostgresSaver`` from langgraph-checkpoi
 PostgreSQL, on the same server) and each thread length N (10, 1,000 and 10,000 messages of ~200
 characters), one thread is seeded with N messages in one ``update_state`` (one checkpoint), then
 a real LangGraph graph (``MessagesState``, one node that answers) runs turns on it: 3 warm-up
-turns, then K=30 timed ones, with ``durability="sync"``. Every ``put`` and ``get_tuple`` call
+turns, then K=30 timed ones, with ``durability="sync"``, round-robin over all savers and sizes. Every ``put`` and ``get_tuple`` call
 the graph makes is timed inside the saver (a turn makes three puts and one get_tuple). Bytes
 written per turn: what the turn added to the saver's tables for the thread (checkpoint and
 metadata JSON, blobs, writes, and for ``DjangoSaver`` the message rows' JSON), measured with SQL
@@ -135,18 +135,19 @@ def _official_bytes(saver: Any, db: str, thread_id: str) -> int:
     return total
 
 
-def _official_saver(db: str) -> tuple[Any, Callable[[], None]]:
+def _official_savers(db: str) -> tuple[Callable[[], Any], Callable[[], None]]:
+    """A factory of the official saver of ``db`` (all on one connection), and what closes it."""
     if db == "sqlite":
         import sqlite3
 
         from langgraph.checkpoint.sqlite import SqliteSaver
 
-        path = Path(os.environ["PYHUB_AI_BENCH_SQLITE_PATH"]).with_suffix(".official.sqlite3")
         from bench.checkpointer_settings import SQLITE_PRAGMAS
 
+        path = Path(os.environ["PYHUB_AI_BENCH_SQLITE_PATH"]).with_suffix(".official.sqlite3")
         connection = sqlite3.connect(path, check_same_thread=False)
         connection.executescript(SQLITE_PRAGMAS)
-        return SqliteSaver(connection), connection.close
+        return lambda: SqliteSaver(connection), connection.close
     import psycopg
     from django.db import connection as django_connection
     from langgraph.checkpoint.postgres import PostgresSaver
@@ -156,52 +157,60 @@ def _official_saver(db: str) -> tuple[Any, Callable[[], None]]:
     for option in ("cursor_factory", "context", "prepare_threshold", "autocommit", "row_factory"):
         params.pop(option, None)
     connection = psycopg.connect(**params, autocommit=True, prepare_threshold=0, row_factory=dict_row)
-    saver = PostgresSaver(connection)
-    saver.setup()
-    return saver, connection.close
+    PostgresSaver(connection).setup()
+    return lambda: PostgresSaver(connection), connection.close
 
 
-def measure(name: str, saver: Any, db: str, size: int, turns: int, warmup: int) -> dict:
-    from langchain_core.messages import HumanMessage
+class BenchThread:
+    """One saver's thread of N messages, seeded in one ``update_state``, and its turns."""
 
-    timings = _Timings(saver)
-    graph = _graph(saver)
-    thread_id = f"bench-{name}-{size}"
-    config = {"configurable": {"thread_id": thread_id}}
-    started = time.perf_counter()
-    graph.update_state(config, {"messages": _seed_messages(size)}, as_node="reply")
-    seed_s = time.perf_counter() - started
-    count_bytes = (lambda: _ours_bytes(thread_id)) if name == "ours" else (lambda: _official_bytes(saver, db, thread_id))
-    written = []
-    for turn in range(warmup + turns):
-        if turn == warmup:
-            timings.reset()
-        before = count_bytes() if turn >= warmup else 0
-        graph.invoke({"messages": [HumanMessage(content=f"turn {turn}: {TEXT}")]}, config, durability="sync")
-        if turn >= warmup:
-            written.append(count_bytes() - before)
-    result = {
-        "saver": name,
-        "size": size,
-        "seed_s": seed_s,
-        "bytes_per_turn": sum(written) / len(written),
-        **{f"{call}_p{p}": _percentile(samples, p) for call, samples in timings.calls.items() for p in (50, 95)},
-        "calls_per_turn": {call: len(samples) / turns for call, samples in timings.calls.items()},
-    }
-    if name == "ours":
-        from pyhub_ai.checkpoint import DjangoSaver
+    def __init__(self, name: str, saver: Any, db: str, size: int) -> None:
+        self.name, self.saver, self.db, self.size = name, saver, db, size
+        self.timings = _Timings(saver)
+        self.graph = _graph(saver)
+        self.thread_id = f"bench-{name}-{size}"
+        self.config = {"configurable": {"thread_id": self.thread_id}}
+        self.written: list[int] = []
+        started = time.perf_counter()
+        self.graph.update_state(self.config, {"messages": _seed_messages(size)}, as_node="reply")
+        self.seed_s = time.perf_counter() - started
 
-        cold = []
-        for _ in range(COLD_SAMPLES):
-            fresh = DjangoSaver()
-            started = time.perf_counter()
-            fresh.get_tuple(config)
-            cold.append((time.perf_counter() - started) * 1000)
-        result["get_tuple_cold_p50"] = _percentile(cold, 50)
-    return result
+    def bytes_stored(self) -> int:
+        return _ours_bytes(self.thread_id) if self.name == "ours" else _official_bytes(self.saver, self.db, self.thread_id)
+
+    def turn(self, number: int, measured: bool) -> None:
+        from langchain_core.messages import HumanMessage
+
+        before = self.bytes_stored() if measured else 0
+        self.graph.invoke({"messages": [HumanMessage(content=f"turn {number}: {TEXT}")]}, self.config, durability="sync")
+        if measured:
+            self.written.append(self.bytes_stored() - before)
+
+    def result(self, turns: int) -> dict:
+        result = {
+            "saver": self.name,
+            "size": self.size,
+            "seed_s": self.seed_s,
+            "bytes_per_turn": sum(self.written) / len(self.written),
+            **{f"{call}_p{p}": _percentile(samples, p) for call, samples in self.timings.calls.items() for p in (50, 95)},
+            "calls_per_turn": {call: len(samples) / turns for call, samples in self.timings.calls.items()},
+        }
+        if self.name == "ours":
+            from pyhub_ai.checkpoint import DjangoSaver
+
+            cold = []
+            for _ in range(COLD_SAMPLES):
+                fresh = DjangoSaver()
+                started = time.perf_counter()
+                fresh.get_tuple(self.config)
+                cold.append((time.perf_counter() - started) * 1000)
+            result["get_tuple_cold_p50"] = _percentile(cold, 50)
+        return result
 
 
 def run_worker(db: str, sizes: list[int], turns: int, warmup: int) -> dict:
+    """Seeds every thread, then runs the turns round-robin over them, so that a slower moment of
+    the machine falls on every saver and size alike."""
     import django
 
     django.setup()
@@ -211,20 +220,23 @@ def run_worker(db: str, sizes: list[int], turns: int, warmup: int) -> dict:
     from pyhub_ai.checkpoint import DjangoSaver
 
     call_command("migrate", verbosity=0, interactive=False)
-    official, close = _official_saver(db)
-    results = []
+    official, close = _official_savers(db)
     try:
-        for size in sizes:
-            for name, saver in (("ours", DjangoSaver()), ("official", official)):
-                result = measure(name, saver, db, size, turns, warmup)
-                print(
-                    f"  [{db}] {name:>8} N={size:>6,}: put p50 {result['put_p50']:.2f} ms, get_tuple p50 "
-                    f"{result['get_tuple_p50']:.2f} ms, {result['bytes_per_turn'] / 1024:,.1f} KiB/turn",
-                    flush=True,
-                )
-                results.append(result)
+        threads = [BenchThread(name, saver(), db, size) for size in sizes for name, saver in (("ours", DjangoSaver), ("official", official))]
+        for number in range(warmup + turns):
+            for thread in threads:
+                if number == warmup:
+                    thread.timings.reset()
+                thread.turn(number, measured=number >= warmup)
+        results = [thread.result(turns) for thread in threads]
     finally:
         close()
+    for result in results:
+        print(
+            f"  [{db}] {result['saver']:>8} N={result['size']:>6,}: put p50 {result['put_p50']:.2f} ms, get_tuple p50 "
+            f"{result['get_tuple_p50']:.2f} ms, {result['bytes_per_turn'] / 1024:,.1f} KiB/turn",
+            flush=True,
+        )
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version" if connection.vendor == "postgresql" else "SELECT sqlite_version()")
         server_version = cursor.fetchone()[0]
