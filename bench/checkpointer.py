@@ -322,16 +322,10 @@ def render(runs: list[dict], command: str, elapsed: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.history_scaling import _sizes
+    from bench.history_scaling import add_thread_options
 
     parser = argparse.ArgumentParser(prog="python -m bench.checkpointer", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", default="sqlite,postgres", help="databases, comma-separated (default: sqlite,postgres)")
-    parser.add_argument("--sizes", type=_sizes, default=list(SIZES), help="thread lengths N (default: 10,1000,10000)")
-    parser.add_argument("--turns", type=int, default=TURNS, help=f"timed turns per N (default: {TURNS})")
-    parser.add_argument("--warmup", type=int, default=WARMUP, help=f"warm-up turns per N (default: {WARMUP})")
-    parser.add_argument("--output", type=Path, default=RESULTS, help="the markdown table (default: bench/results/checkpointer.md)")
-    parser.add_argument("--worker", choices=["sqlite", "postgres"], help=argparse.SUPPRESS)
-    parser.add_argument("--json", help=argparse.SUPPRESS)
+    add_thread_options(parser, sizes=SIZES, turns=TURNS, warmup=WARMUP, output=RESULTS)
     args = parser.parse_args(argv)
     if args.turns < 2:
         parser.error("--turns must be at least 2")

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -437,16 +437,22 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+def add_thread_options(parser: argparse.ArgumentParser, *, sizes: Sequence[int], turns: int, warmup: int, output: Path) -> None:
+    """The options of a benchmark of threads of N messages on SQLite and PostgreSQL, run by a
+    worker process per database (the history and checkpointer benchmarks)."""
     parser.add_argument("--db", default="sqlite,postgres", help="databases, comma-separated (default: sqlite,postgres)")
-    parser.add_argument("--sizes", type=_sizes, default=list(DEFAULT_SIZES), help="thread lengths N (default: 10,1000,100000)")
-    parser.add_argument("--turns", type=int, default=DEFAULT_TURNS, help=f"timed turns per N (default: {DEFAULT_TURNS})")
-    parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help=f"warm-up turns per N (default: {DEFAULT_WARMUP})")
-    parser.add_argument("--output", type=Path, default=RESULTS, help="the markdown table (default: bench/results/latest.md)")
-    parser.add_argument("--check", action="store_true", help=f"exit 1 when a ratio is above {TARGET_RATIO}")
+    parser.add_argument("--sizes", type=_sizes, default=list(sizes), help=f"thread lengths N (default: {','.join(map(str, sizes))})")
+    parser.add_argument("--turns", type=int, default=turns, help=f"timed turns per N (default: {turns})")
+    parser.add_argument("--warmup", type=int, default=warmup, help=f"warm-up turns per N (default: {warmup})")
+    parser.add_argument("--output", type=Path, default=output, help=f"the markdown table (default: {output.relative_to(ROOT)})")
     parser.add_argument("--worker", choices=["sqlite", "postgres"], help=argparse.SUPPRESS)
     parser.add_argument("--json", help=argparse.SUPPRESS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    add_thread_options(parser, sizes=DEFAULT_SIZES, turns=DEFAULT_TURNS, warmup=DEFAULT_WARMUP, output=RESULTS)
+    parser.add_argument("--check", action="store_true", help=f"exit 1 when a ratio is above {TARGET_RATIO}")
     args = parser.parse_args(argv)
     if args.turns < 2:
         parser.error("--turns must be at least 2")
