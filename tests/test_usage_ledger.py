@@ -159,3 +159,25 @@ async def test_deleting_a_conversation_keeps_what_it_spent(user_a, use_model):
     [row] = await ledger()
     assert (row.conversation_id, row.user_id, row.input_tokens) == (None, user_a.pk, 10)
     assert (await UsageTotal.objects.aget(subject=f"user:{user_a.pk}")).tokens == 15
+
+
+async def test_the_ledger_row_is_stored_with_the_reply_or_neither_is(user_a, use_model, monkeypatch):
+    """The row is written in the transaction that stores the reply (no database call of its own)."""
+    from django.db import DatabaseError
+
+    def failing_insert(*args, **kwargs):
+        raise DatabaseError("the ledger table is full")
+
+    monkeypatch.setattr("pyhub_ai.statements.insert_usage", failing_insert)
+    use_model(tool_calls_then("Hi."))
+    conversation = await Conversation.objects.acreate(user=user_a)
+    tab = await open_tab(conversation, user_a)
+    end = await say(tab, until="error")
+    await tab.disconnect()
+
+    assert end[-1]["code"] == "storage_error"
+    reply = await ConversationMessage.objects.aget(conversation=conversation, role="ai")
+    assert reply.status != "complete" and reply.content["data"]["content"] == ""
+    await conversation.arefresh_from_db()
+    assert (conversation.input_tokens, conversation.output_tokens) == (0, 0)
+    assert await UsageRecord.objects.acount() == 0
