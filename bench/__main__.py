@@ -27,6 +27,7 @@ passed through (``--db``, ``--sizes``, ``--turns``, ...); the load benchmark's o
 ``--load-no-profile``).
 """
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
@@ -129,23 +130,14 @@ def main(argv: list[str]) -> int:
             print(f"\nThe websocket load benchmark FAILED ({exc!r}).\n", flush=True)
             failed["load"] = type(exc).__name__
             status = 1
-    if args.only in (None, "checkpointer"):
-        from bench.checkpointer import main as checkpointer_main
-
+    for name, title in (("checkpointer", "checkpointer"), ("ledger", "usage-ledger")):
+        if args.only not in (None, name):
+            continue
         try:
-            status = checkpointer_main([]) or status
+            status = importlib.import_module(f"bench.{name}").main([]) or status
         except Exception as exc:  # noqa: BLE001
-            print(f"\nThe checkpointer benchmark FAILED ({exc!r}).\n", flush=True)
-            failed["checkpointer"] = type(exc).__name__
-            status = 1
-    if args.only in (None, "ledger"):
-        from bench.ledger import main as ledger_main
-
-        try:
-            status = ledger_main([]) or status
-        except Exception as exc:  # noqa: BLE001
-            print(f"\nThe usage-ledger benchmark FAILED ({exc!r}).\n", flush=True)
-            failed["ledger"] = type(exc).__name__
+            print(f"\nThe {title} benchmark FAILED ({exc!r}).\n", flush=True)
+            failed[name] = type(exc).__name__
             status = 1
     assemble(failed)
     return status

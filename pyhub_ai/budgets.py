@@ -38,7 +38,7 @@ from django.utils import timezone
 
 from . import locks
 from .conf import conf
-from .ledger import SITE, day_of
+from .ledger import SITE, day_of, is_amount
 from .usage_models import UsageTotal
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ def _limit_problems(limits: Any) -> list[str]:
             for unit, amount in amounts.items():
                 if unit not in UNITS:
                     problems.append(f"{period}: unknown unit {unit!r} (use 'tokens' or 'cost')")
-                elif isinstance(amount, bool) or not isinstance(amount, (int, float, Decimal)) or amount < 0:
+                elif not is_amount(amount):
                     problems.append(f"{period}: {unit} must be a number >= 0, not {amount!r}")
     return problems
 

@@ -280,35 +280,29 @@ def check_llm_fast_stream(app_configs: Any = None, **kwargs: Any) -> list[Error]
     ]
 
 
+
+def _table_errors(name: str, problems: list[str], hint: str, check_id: str) -> list[Error]:
+    """One error per problem of the table setting ``name``."""
+    return [Error(f"{name}: {problem}.", hint=hint, id=check_id) for problem in problems]
+
+
 @register(Tags.compatibility)
 def check_model_prices(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """pyhub_ai.E011: PYHUB_AI_MODEL_PRICES is not a table of prices per million tokens."""
     value = getattr(settings, "PYHUB_AI_MODEL_PRICES", None)
-    if value is None:
-        return []
-    return [
-        Error(
-            f"PYHUB_AI_MODEL_PRICES: {problem}.",
-            hint='For example PYHUB_AI_MODEL_PRICES = {"openai:gpt-4o": {"input": 2.5, "output": 10, "cached_input": 1.25}} '
-            "(per million tokens; a model not listed costs 0).",
-            id="pyhub_ai.E011",
-        )
-        for problem in price_problems(value)
-    ]
+    hint = (
+        'For example PYHUB_AI_MODEL_PRICES = {"openai:gpt-4o": {"input": 2.5, "output": 10, "cached_input": 1.25}} '
+        "(per million tokens; a model not listed costs 0)."
+    )
+    return [] if value is None else _table_errors("PYHUB_AI_MODEL_PRICES", price_problems(value), hint, "pyhub_ai.E011")
 
 
 @register(Tags.compatibility)
 def check_budgets(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """pyhub_ai.E012: PYHUB_AI_BUDGETS is not a table of limits (see ``pyhub_ai.budgets``)."""
     value = getattr(settings, "PYHUB_AI_BUDGETS", None)
-    if value is None:
-        return []
-    return [
-        Error(
-            f"PYHUB_AI_BUDGETS: {problem}.",
-            hint='For example PYHUB_AI_BUDGETS = {"user": {"day": {"tokens": 200000}, "month": {"cost": 5}}, '
-            '"site": {"month": {"cost": 500}}} (keys: user, groups, anonymous, site; periods: day, month; units: tokens, cost).',
-            id="pyhub_ai.E012",
-        )
-        for problem in budget_problems(value)
-    ]
+    hint = (
+        'For example PYHUB_AI_BUDGETS = {"user": {"day": {"tokens": 200000}, "month": {"cost": 5}}, '
+        '"site": {"month": {"cost": 500}}} (keys: user, groups, anonymous, site; periods: day, month; units: tokens, cost).'
+    )
+    return [] if value is None else _table_errors("PYHUB_AI_BUDGETS", budget_problems(value), hint, "pyhub_ai.E012")

@@ -53,6 +53,11 @@ class ModelCall:
 PRICE_KEYS = ("input", "output", "cached_input")
 
 
+def is_amount(value: Any) -> bool:
+    """Whether ``value`` is a number >= 0 (not a bool): a price, or a budget's limit."""
+    return not isinstance(value, bool) and isinstance(value, (int, float, Decimal)) and value >= 0
+
+
 def price_problems(prices: Any) -> list[str]:
     """What is wrong with a ``PYHUB_AI_MODEL_PRICES`` value (empty: nothing), for ``pyhub_ai.E011``."""
     if not isinstance(prices, dict):
@@ -67,7 +72,7 @@ def price_problems(prices: Any) -> list[str]:
         for key, value in price.items():
             if key not in PRICE_KEYS:
                 problems.append(f"{model!r}: unknown key {key!r} (use {', '.join(map(repr, PRICE_KEYS))})")
-            elif isinstance(value, bool) or not isinstance(value, (int, float, Decimal)) or value < 0:
+            elif not is_amount(value):
                 problems.append(f"{model!r}: {key} must be a number >= 0 (per million tokens), not {value!r}")
     return problems
 

@@ -66,6 +66,15 @@ async def say(communicator, text="hello", until="stream_end"):
     return await receive_until(communicator, until)
 
 
+async def one_turn(user) -> Conversation:
+    """A new conversation of ``user`` with one turn answered."""
+    conversation = await Conversation.objects.acreate(user=user)
+    tab = await open_tab(conversation, user)
+    await say(tab)
+    await tab.disconnect()
+    return conversation
+
+
 async def ledger() -> list[UsageRecord]:
     return [row async for row in UsageRecord.objects.order_by("pk")]
 
@@ -107,10 +116,7 @@ async def test_each_step_of_a_tool_calling_turn_is_a_row_of_its_own(user_a, use_
 
 async def test_a_model_missing_from_the_price_table_costs_nothing_and_says_so(user_a, use_model):
     use_model(tool_calls_then("Hi."))
-    conversation = await Conversation.objects.acreate(user=user_a)
-    tab = await open_tab(conversation, user_a)
-    await say(tab)
-    await tab.disconnect()
+    conversation = await one_turn(user_a)
 
     [row] = await ledger()
     assert (row.cost, row.priced) == (0, False)
@@ -150,10 +156,7 @@ async def test_a_stopped_reply_is_counted_with_an_estimate(user_a, use_model):
 
 async def test_deleting_a_conversation_keeps_what_it_spent(user_a, use_model):
     use_model(tool_calls_then("Hi."))
-    conversation = await Conversation.objects.acreate(user=user_a)
-    tab = await open_tab(conversation, user_a)
-    await say(tab)
-    await tab.disconnect()
+    conversation = await one_turn(user_a)
 
     await conversation.adelete()
     [row] = await ledger()
