@@ -32,7 +32,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext, gettext_lazy as _, ngettext
 from langchain_core.messages import AIMessage, ToolMessage
 
-from . import codec, transfer
+from . import branches, codec, transfer
 from .display import message_text
 from .models import Conversation, ConversationMessage
 
@@ -78,6 +78,8 @@ class ThreadItem:
     thread: str = ""
     image: dict[str, str] | None = None
     table: dict[str, Any] | None = None
+    version: int = 0  # with versions: which one this is (1-based), of how many
+    versions: int = 0
 
     @property
     def role(self) -> str:
@@ -88,9 +90,12 @@ class ThreadItem:
         return self.row.status
 
 
-def thread_item(row: ConversationMessage, conversation: Conversation) -> ThreadItem:
-    """How the admin shows ``row`` (AI text is Markdown, rendered by the page's markdown.js)."""
+def thread_item(row: ConversationMessage, conversation: Conversation, versions: list[int] | None = None) -> ThreadItem:
+    """How the admin shows ``row`` (AI text is Markdown, rendered by the page's markdown.js);
+    ``versions``: the ids of the row's versions, when its thread has branched."""
     item = ThreadItem(row=row)
+    if versions:
+        item.version, item.versions = versions.index(row.pk) + 1, len(versions)
     if conversation.user_id is None:
         item.thread = thread_label(row)
     try:
@@ -266,9 +271,10 @@ class ConversationAdmin(QueryValuesAdminMixin, admin.ModelAdmin):
         extra_context = dict(extra_context or {})
         if conversation is not None and self.has_view_or_change_permission(request, conversation):
             page = self.get_thread_page(request, conversation)
+            versions = branches.versions_of(page)
             extra_context.update(
                 thread_page=page,
-                thread_items=[thread_item(row, conversation) for row in page],
+                thread_items=[thread_item(row, conversation, versions.get(row.pk)) for row in page],
                 can_clear=self.has_delete_permission(request, conversation),
             )
         return super().change_view(request, object_id, form_url, extra_context)

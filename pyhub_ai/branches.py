@@ -84,13 +84,18 @@ def thread_row(thread: dict[str, Any], message_id: Any, **conditions: Any) -> Co
 
 
 def human_of(thread: dict[str, Any], ai_row: ConversationMessage) -> ConversationMessage:
-    """The user's message that the reply ``ai_row`` answers (same turn; raises ``UnknownMessage``
-    for a reply to the hidden conversation starter, which cannot be regenerated)."""
-    human = (
-        ConversationMessage.objects.filter(turn_id=ai_row.turn_id, role=ConversationMessage.Role.HUMAN, **thread)
-        .exclude(turn_id=None)
-        .first()
-    )
+    """The user's message that the reply ``ai_row`` answers: the human message of its turn or,
+    for rows stored without a turn (``add_messages``), the nearest human message above it.
+    Raises ``UnknownMessage`` for a reply to the hidden conversation starter, which cannot be
+    regenerated. Call it in a thread that has branched (``make_branched``)."""
+    humans = ConversationMessage.objects.filter(role=ConversationMessage.Role.HUMAN, **thread)
+    human = humans.filter(turn_id=ai_row.turn_id).first() if ai_row.turn_id is not None else None
+    if human is None:
+        above = statements.walk_branch(
+            ai_row.pk, thread["conversation_id"], thread["user_id"], thread["visitor_key"],
+            counted="role", value=ConversationMessage.Role.HUMAN, limit=1,
+        )
+        human = humans.filter(pk=above[-1][0]).first() if above else None
     if human is None or not human.visible:
         raise UnknownMessage(ai_row.pk)
     return human
@@ -124,3 +129,19 @@ def siblings(thread: dict[str, Any], rows: Iterable[ConversationMessage]) -> dic
     for pk, parent_id in versions.order_by("pk").values_list("pk", "parent_id"):
         by_parent[parent_id].append(pk)
     return {row.pk: by_parent[row.parent_id] for row in rows if len(by_parent.get(row.parent_id, ())) > 1}
+
+
+def versions_of(rows: Iterable[ConversationMessage]) -> dict[int, list[int]]:
+    """``siblings()`` for rows of any threads (the admin's page of a conversation): one lookup
+    per thread to see whether it branched, one query per thread that did."""
+    from . import locks
+
+    by_thread: dict[tuple[Any, Any, str], list[ConversationMessage]] = defaultdict(list)
+    for row in rows:
+        by_thread[row.conversation_id, row.user_id, row.visitor_key].append(row)
+    versions: dict[int, list[int]] = {}
+    for (conversation_id, user_id, visitor_key), thread_rows in by_thread.items():
+        thread = {"conversation_id": conversation_id, "user_id": user_id, "visitor_key": visitor_key}
+        if branch_state(locks.thread_key(conversation_id, user_id, visitor_key), thread)[0]:
+            versions.update(siblings(thread, thread_rows))
+    return versions

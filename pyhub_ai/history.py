@@ -286,12 +286,13 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
             branched, parent = True, branches.make_branched(key, thread)
         if regenerate is not None:
             answered = branches.human_of(thread, branches.thread_row(thread, regenerate, role=ConversationMessage.Role.AI))
+            turn_id = answered.turn_id or turn_id
             ai = ConversationMessage.from_message(
-                AIMessage(content=""), turn_id=answered.turn_id, status=Status.STREAMING, parent_id=answered.pk, **thread
+                AIMessage(content=""), turn_id=turn_id, status=Status.STREAMING, parent_id=answered.pk, **thread
             )
             previous_messages = self._window(conversation_id, True, answered.parent_id)
             ConversationMessage.objects.bulk_create([ai])
-            return Turn(turn_id=answered.turn_id, human=answered, ai=ai, previous_messages=previous_messages, lease=lease)
+            return Turn(turn_id=turn_id, human=answered, ai=ai, previous_messages=previous_messages, lease=lease)
         if edit_of is not None:
             parent = branches.thread_row(thread, edit_of, role=ConversationMessage.Role.HUMAN).parent_id
         previous_messages = self._window(conversation_id, branched, parent)

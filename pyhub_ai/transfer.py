@@ -8,7 +8,13 @@ The export format is JSON Lines: a header, then each conversation followed by it
 
     {"record": "header", "format": "pyhub_ai.export", "version": 1}
     {"record": "conversation", "id": 7, "title": "...", "owner": "alice", ...}
-    {"record": "message", "conversation": 7, "user": "alice", "role": "human", "content": {...}, ...}
+    {"record": "message", "id": 40, "parent": 39, "conversation": 7, "user": "alice", "role": "human", "content": {...}, ...}
+    {"record": "branch", "conversation": 7, "user": "alice", "visitor_key": "", "leaf": 44}
+
+A message's ``id`` and ``parent`` (optional: files written before branches have neither) keep the
+message tree (``pyhub_ai.branches``); a ``branch`` record, after the conversation's messages,
+says which branch a thread that has branched shows. Ids are the exported ones; an import
+gives new ones and links them the same way.
 
 Importing is done in passes over the same lines: :func:`check_export` validates the whole
 file, :func:`create_conversations` and then :func:`create_messages` write it in batches.
@@ -26,11 +32,10 @@ from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
-from . import codec
-
+from . import branches, codec, locks
 from .display import message_text
 from .history import DjangoChatMessageHistory
-from .models import Conversation, ConversationMessage, role_of
+from .models import Conversation, ConversationMessage, ThreadBranch, role_of
 from .tokens import count_tokens
 
 FORMAT = "pyhub_ai.export"
@@ -86,6 +91,8 @@ def message_record(row: ConversationMessage) -> dict[str, Any]:
     """The export record of a stored message; ``content`` is the codec payload as stored."""
     record: dict[str, Any] = {
         "record": "message",
+        "id": row.pk,
+        "parent": row.parent_id,
         "conversation": row.conversation_id,
         "user": row.user.get_username() if row.user_id else None,
     }
@@ -112,8 +119,22 @@ def export_records(conversations: QuerySet[Conversation], user: Any = None) -> I
     yield header_record()
     for conversation in conversations.select_related("user").order_by("pk").iterator():
         yield conversation_record(conversation)
+        threads: dict[tuple[Any, str], str | None] = {}
         for row in thread_messages(conversation, user).iterator():
-            yield message_record(row)
+            record = message_record(row)
+            threads[row.user_id, row.visitor_key] = record["user"]
+            yield record
+        yield from branch_records(conversation, threads)
+
+
+def branch_records(conversation: Conversation, threads: dict[tuple[Any, str], str | None]) -> Iterator[dict[str, Any]]:
+    """The branch shown by each of ``threads`` (``(user id, visitor key)`` to username) of
+    ``conversation`` that has branched."""
+    for (user_id, visitor_key), username in threads.items():
+        thread = {"conversation_id": conversation.pk, "user_id": user_id, "visitor_key": visitor_key}
+        branched, leaf = branches.branch_state(locks.thread_key(conversation.pk, user_id, visitor_key), thread)
+        if branched:
+            yield {"record": "branch", "conversation": conversation.pk, "user": username, "visitor_key": visitor_key, "leaf": leaf}
 
 
 def markdown_transcript(conversations: QuerySet[Conversation], user: Any = None) -> Iterator[str]:
@@ -230,8 +251,10 @@ def check_export(lines: Iterable[str]) -> ExportSummary:
     """Validate a whole export (every field, and every message with ``codec.decode``)."""
     summary = ExportSummary()
     conversation_ids: set[int] = set()
+    message_ids: dict[int, int] = {}  # exported message id -> its conversation's exported id
     for number, record in iter_records(lines):
         try:
+            _check_tree(record, message_ids)
             _check_record(record, conversation_ids, summary)
         except (TransferError, codec.CodecError) as exc:
             raise TransferError(f"Line {number}: {exc}") from exc
@@ -251,6 +274,10 @@ def _check_record(record: dict[str, Any], conversation_ids: set[int], summary: E
         summary.usernames.update(_usernames(record, "owner"))
         if conversation.session_id is not None:
             summary.session_ids.add(conversation.session_id)
+    elif kind == "branch":
+        if record.get("conversation") not in conversation_ids:
+            raise TransferError(f"branch of conversation {record.get('conversation')!r}, whose record does not come before it.")
+        summary.usernames.update(_usernames(record, "user"))
     elif kind == "message":
         message_from_record(record)
         if not isinstance(record["conversation"], int) or record["conversation"] not in conversation_ids:
@@ -260,6 +287,23 @@ def _check_record(record: dict[str, Any], conversation_ids: set[int], summary: E
         summary.usernames.update(_usernames(record, "user"))
     else:
         raise TransferError(f"unknown record type {kind!r}.")
+
+
+def _check_tree(record: dict[str, Any], message_ids: dict[int, int]) -> None:
+    """A message's optional ``id`` is new and its ``parent`` an earlier message of the same
+    conversation; a branch's ``leaf`` is a message of its conversation."""
+    if record["record"] == "message" and "id" in record:
+        pk, parent = record["id"], record.get("parent")
+        if not isinstance(pk, int) or isinstance(pk, bool) or pk in message_ids:
+            raise TransferError(f"message id {pk!r} is not a new integer.")
+        if parent is not None and message_ids.get(parent, object()) != record.get("conversation"):
+            raise TransferError(f"message {pk}: its parent {parent!r} is not an earlier message of its conversation.")
+        message_ids[pk] = record.get("conversation")
+    elif record["record"] == "branch":
+        if not isinstance(record.get("visitor_key"), str):
+            raise TransferError("branch record lacks its visitor_key.")
+        if message_ids.get(record.get("leaf"), object()) != record.get("conversation"):
+            raise TransferError(f"branch: its leaf {record.get('leaf')!r} is not a message of its conversation.")
 
 
 def conversation_from_record(record: dict[str, Any], owner: Any = None) -> Conversation:
@@ -298,17 +342,45 @@ def create_conversations(lines: Iterable[str], users: dict[str, Any], batch_size
 
 
 def create_messages(lines: Iterable[str], new_pks: dict[int, Any], users: dict[str, Any], batch_size: int = 1000) -> int:
-    """Insert the messages of a checked export into the conversations ``create_conversations`` made."""
+    """Insert the messages of a checked export into the conversations ``create_conversations``
+    made, linked into the same tree, and the branch each thread shows."""
     count = 0
-    batch: list[ConversationMessage] = []
+    new_ids: dict[int, int] = {}  # exported message id -> new pk
+    batch: list[tuple[dict[str, Any], ConversationMessage]] = []
+    shown: list[dict[str, Any]] = []
     for _, record in iter_records(lines):
         if record["record"] == "message":
             user = users.get(record["user"])
-            batch.append(message_from_record(record, conversation_id=new_pks[record["conversation"]], user=user))
+            batch.append((record, message_from_record(record, conversation_id=new_pks[record["conversation"]], user=user)))
+        elif record["record"] == "branch":
+            shown.append(record)
         if len(batch) >= batch_size:
-            count += _insert_keeping_timestamps(batch, ["created_at"])
+            count += _insert_messages(batch, new_ids)
             batch = []
-    return count + _insert_keeping_timestamps(batch, ["created_at"])
+    count += _insert_messages(batch, new_ids)
+    for record in shown:
+        user = users.get(record["user"])
+        thread = {"conversation_id": new_pks[record["conversation"]], "user_id": user.pk if user else None, "visitor_key": record["visitor_key"]}
+        key = locks.thread_key(thread["conversation_id"], thread["user_id"], thread["visitor_key"])
+        newest = ConversationMessage.objects.filter(**thread).order_by("-pk").values_list("pk", flat=True).first()
+        ThreadBranch.objects.update_or_create(
+            key=key, defaults={"conversation_id": thread["conversation_id"], "leaf": new_ids[record["leaf"]], "newest": newest}
+        )
+    return count
+
+
+def _insert_messages(batch: list[tuple[dict[str, Any], ConversationMessage]], new_ids: dict[int, int]) -> int:
+    """Insert a batch of messages, then link each to its parent's new pk."""
+    count = _insert_keeping_timestamps([row for _, row in batch], ["created_at"])
+    new_ids.update({record["id"]: row.pk for record, row in batch if "id" in record})
+    linked = []
+    for record, row in batch:
+        if record.get("parent") is not None:
+            row.parent_id = new_ids[record["parent"]]
+            linked.append(row)
+    if linked:
+        ConversationMessage.objects.bulk_update(linked, ["parent"])
+    return count
 
 
 def _insert_conversations(batch: list[tuple[int, Conversation]]) -> dict[int, Any]:

@@ -152,3 +152,19 @@ def test_the_conversation_list_shows_the_token_totals(admin_client, conversation
     Conversation.objects.filter(pk=conversation.pk).update(input_tokens=1234, output_tokens=56)
     html = page(admin_client, reverse("admin:pyhub_ai_conversation_changelist"))
     assert cell(html, "tokens") == "1,234 / 56"  # in / out, one column so the list fits 1280 px
+
+
+def test_the_thread_shows_which_version_of_a_message_each_branch_holds(admin_client, user_a):
+    from pyhub_ai.history import DjangoChatMessageHistory
+
+    chat = Conversation.objects.create(user=user_a)
+    history = DjangoChatMessageHistory(conversation=chat, user=user_a)
+    history.add_messages([HumanMessage("question"), AIMessage("first answer")])
+    first = chat.messages.get(role="ai")
+    history.finish_turn(history.start_turn(None, regenerate=first.pk), AIMessage("second answer"))
+
+    html = conversation_page(admin_client, chat)
+
+    assert html.count("version 1 of 2") == 1 and html.count("version 2 of 2") == 1
+    question = chat.messages.get(role="human")
+    assert html.count(f'href="#message-{question.pk}"') == 2  # both answers follow the one question

@@ -120,3 +120,22 @@ def test_nothing_to_prune():
     conversation("kept")
 
     assert "Deleted 0 conversations and 0 messages in 0 batches." in prune()
+
+
+def test_an_expired_branched_conversation_goes_with_every_branch_and_its_branch_choice(user_a):
+    from pyhub_ai.history import DjangoChatMessageHistory
+    from pyhub_ai.models import ThreadBranch
+
+    expired = conversation("branched", expires_in=timedelta(seconds=-1), messages=0)
+    kept = conversation("kept", messages=2)
+    history = DjangoChatMessageHistory(conversation=expired, user=user_a)
+    history.add_messages([HumanMessage("question"), AIMessage("first answer")])
+    first = expired.messages.get(role="ai")
+    history.finish_turn(history.start_turn(None, regenerate=first.pk), AIMessage("second answer"))
+    history.switch_branch(first.pk)
+
+    output = prune()
+
+    assert "Deleted 1 conversations and 3 messages" in output
+    assert titles() == ["kept"] and kept.messages.count() == 2
+    assert not ThreadBranch.objects.exists() and not ConversationMessage.objects.filter(conversation_id=expired.pk).exists()

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 from io import StringIO
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -406,3 +407,42 @@ def test_import_needs_exactly_one_source():
         call_command("pyhub_ai_import", stdout=StringIO())
     with pytest.raises(CommandError, match="exactly one of FILE"):
         call_command("pyhub_ai_import", "-", upgrade_legacy_rows=True, stdout=StringIO())
+
+
+# -- Branches (pyhub_ai.branches) ---------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_branched_thread_round_trips_with_its_tree_and_the_branch_it_shows(user_a):
+    from pyhub_ai.history import DjangoChatMessageHistory
+    from pyhub_ai.models import ThreadBranch
+
+    chat = Conversation.objects.create(user=user_a, title="Edited", session_id="edited")
+    history = DjangoChatMessageHistory(conversation=chat, user=user_a)
+    history.add_messages([HumanMessage("one"), AIMessage("answer one"), HumanMessage("two"), AIMessage("answer two")])
+    two = chat.messages.get(content__data__content="two")
+    history.finish_turn(history.start_turn(HumanMessage("two, edited"), edit_of=two.pk), AIMessage("answer edited"))
+    history.switch_branch(two.pk)  # shows the first version
+    exported = export(all=True)
+    Conversation.objects.all().delete()
+
+    import_text(exported)
+
+    imported = Conversation.objects.get(session_id="edited")
+    again = DjangoChatMessageHistory(conversation=imported, user=user_a)
+    assert [m.text for m in again.messages] == ["one", "answer one", "two", "answer two"]
+    rows, _ = async_to_sync(again.aget_page)()
+    assert [len(v) for v in again.get_versions(rows).values()] == [2]  # "two" has its edited version
+    assert ThreadBranch.objects.filter(conversation=imported).count() == 1
+
+
+@pytest.mark.django_db
+def test_an_import_whose_parent_is_not_an_earlier_message_of_the_conversation_is_refused(alice_chat):
+    lines = records(export(all=True))
+    messages = [line for line in lines if line["record"] == "message"]
+    messages[1]["parent"] = messages[-1]["id"]  # a later message
+    text = "\n".join(json.dumps(line) for line in lines)
+
+    with pytest.raises(CommandError, match="is not an earlier message of its conversation"):
+        import_text(text)
+    assert Conversation.objects.count() == 1
