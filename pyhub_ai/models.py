@@ -195,6 +195,50 @@ def role_of(message: BaseMessage) -> str:
     return _ROLE_BY_TYPE.get(message_type, ConversationMessage.Role.HUMAN)
 
 
+class MessageFeedback(models.Model):
+    """A user's thumbs up or down on a reply, with an optional comment; one per user (or
+    anonymous visitor) and message, changeable (see ``pyhub_ai.feedback``)."""
+
+    class Rating(models.IntegerChoices):
+        UP = 1, _("thumbs up")
+        DOWN = -1, _("thumbs down")
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="feedback", verbose_name=_("conversation")
+    )
+    # Like ConversationMessage.parent: no constraint, so a conversation's rows go in fast DELETEs.
+    message = models.ForeignKey(
+        ConversationMessage,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+        verbose_name=_("message"),
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="+", verbose_name=_("user")
+    )
+    visitor_key = models.CharField(_("visitor key"), max_length=64, blank=True, default="")
+    rating = models.SmallIntegerField(_("rating"), choices=Rating.choices)
+    comment = models.TextField(_("comment"), blank=True, default="")
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-pk"]
+        verbose_name = _("feedback")
+        verbose_name_plural = _("feedback")
+        constraints = [
+            models.UniqueConstraint(fields=["message", "user"], condition=models.Q(user__isnull=False), name="pyhub_ai_feedback_user"),
+            models.UniqueConstraint(
+                fields=["message", "visitor_key"], condition=models.Q(user__isnull=True), name="pyhub_ai_feedback_visitor"
+            ),
+        ]
+        indexes = [models.Index(fields=["conversation", "rating"], name="pyhub_ai_feedback_conv_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_rating_display()} #{self.message_id}"
+
+
 class ThreadBranch(models.Model):
     """The branch a thread shows, once the thread has branched (see ``pyhub_ai.branches``).
 
