@@ -184,3 +184,16 @@ async def test_the_ledger_row_is_stored_with_the_reply_or_neither_is(user_a, use
     await conversation.arefresh_from_db()
     assert (conversation.input_tokens, conversation.output_tokens) == (0, 0)
     assert await UsageRecord.objects.acount() == 0
+
+
+async def test_each_model_step_of_a_langgraph_turn_is_a_row_too(user_a):
+    from .test_graph_consumer import GraphConsumer, chat
+
+    GraphConsumer.model = tool_calls_then([("get_weather", {"city": "Seoul"})], AIMessage(content="Sunny.", usage_metadata=usage(30, 7)))
+    conversation = await Conversation.objects.acreate(user=user_a)
+    [frames] = await chat(user_a, conversation, "weather?")
+
+    assert frames[-1]["type"] == "stream_end"
+    assert [(row.model, row.input_tokens, row.output_tokens, row.estimated) for row in await ledger()] == [
+        ("openai:gpt-4o-mini", 10, 5, False), ("openai:gpt-4o-mini", 30, 7, False),
+    ]  # fmt: skip

@@ -344,7 +344,7 @@ class ChatMixin:
         what came when the stream fails or is cancelled. The call is recorded in the usage
         ledger with its reply (``turn.call``, see ``pyhub_ai.ledger``).
         """
-        turn.call = ModelCall(self.get_usage_model(), prompt, budgets.subject_of(self.get_usage_visitor()))
+        self.begin_model_call(turn, prompt)
         loop = asyncio.get_running_loop()
         self._reply_stream = stream = reply_stream(llm, prompt)
         self._texts = texts = []
@@ -373,6 +373,12 @@ class ChatMixin:
         if unsent:
             await self.send_turn_frame("stream_delta", turn_id=turn_id, text="".join(unsent))
         return self._partial_reply
+
+    def begin_model_call(self, turn: Turn, prompt: list[BaseMessage]) -> None:
+        """Note that the model is called now with ``prompt``: the history records the call in the
+        usage ledger with the reply or tool step it stores next (``pyhub_ai.ledger``). Called by
+        ``stream_reply()`` for each model step, and by ``GraphMixin`` for each step of a graph."""
+        turn.call = ModelCall(self.get_usage_model(), prompt, budgets.subject_of(self.get_usage_visitor()))
 
     @property
     def _partial_reply(self) -> AIMessageChunk | None:

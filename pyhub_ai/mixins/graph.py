@@ -106,6 +106,7 @@ class GraphMixin:
         step: AIMessage | None = None
         visitor = self.get_usage_visitor()
         turn_id = str(turn.turn_id)
+        self.begin_model_call(turn, prompt)  # each model step is a row of the usage ledger
         async with asyncio.timeout(conf.AGENT_TIMEOUT):
             events = graph.astream({"messages": [human]}, config, stream_mode=["messages", "updates"], durability="exit")
             async for mode, event in events:
@@ -134,6 +135,7 @@ class GraphMixin:
                     step, streamed.texts = None, []
                     await self.send_turn_frame("stream_start", turn_id=turn_id, message_id=turn.ai.pk)
                     await sync_to_async(admit_model_call)(visitor)  # the graph's next model step
+                    self.begin_model_call(turn, prompt)
                 await saver.aremember_rows(thread_id, known)  # before the graph saves its checkpoint
         return reply if reply is not None else streamed.reply()
 
