@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenarios", default="sqlite,postgres", help="sqlite (the comparison), postgres (scale-out); default: both")
     parser.add_argument("--quick", action="store_true", help="one configuration (200 tokens, window 50), shorter runs")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy run")
-    parser.add_argument("--budget", type=float, default=420, help="seconds for all runs; runs that do not fit are skipped (default 420)")
+    parser.add_argument("--budget", type=float, default=600, help="seconds for all runs; runs that do not fit are skipped (default 600)")
     parser.add_argument("--worker", choices=["sqlite", "postgres"], help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     parser.add_argument("--json", help=argparse.SUPPRESS)
