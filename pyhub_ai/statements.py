@@ -223,13 +223,20 @@ def insert_usage(record: UsageRecord, subjects: Sequence[str], day: Any) -> None
     """Insert a model call's ledger row and add it to the ``day`` totals of ``subjects`` (the
     visitor's budget subject and the site): two statements, in the caller's transaction."""
     t = _for_write(UsageRecord)
-    fields = [field for name, field in t.fields.items() if not field.primary_key]
-    t.update(_plain_insert_sql(t, [field.name for field in fields], 1), [t.prep(field.name, getattr(record, field.attname)) for field in fields])
+    connection = t.connection  # once: each lookup goes through asgiref's Local
+    fields = _insert_fields(t)
+    t.update(_plain_insert_sql(t, [field.name for field in fields], 1), [field.get_db_prep_save(getattr(record, field.attname), connection) for field in fields])
     totals = _for_write(UsageTotal)
-    tokens, cost = record.input_tokens + record.output_tokens, totals.prep("cost", record.cost)
+    tokens, cost, day = record.input_tokens + record.output_tokens, totals.prep("cost", record.cost), totals.prep("day", day)
     subjects = sorted(set(subjects))  # one lock order for every transaction: no deadlock between them
-    params = [value for subject in subjects for value in (subject, totals.prep("day", day), tokens, cost, 1)]
+    params = [value for subject in subjects for value in (subject, day, tokens, cost, 1)]
     totals.update(_add_totals_sql(totals, len(subjects)), params)
+
+
+@cache
+def _insert_fields(t: _Table) -> list[Any]:
+    """The fields an INSERT of a new row of ``t`` sets (all but the primary key)."""
+    return [field for field in t.fields.values() if not field.primary_key]
 
 
 @cache
