@@ -34,7 +34,8 @@ from langchain_core.messages import AIMessage, ToolMessage
 
 from . import branches, codec, transfer
 from .display import message_text
-from .models import Conversation, ConversationMessage
+from .feedback_admin import FeedbackFilter, export_feedback
+from .models import Conversation, ConversationMessage, MessageFeedback
 
 #: Messages per page of a conversation's thread in the admin.
 THREAD_PAGE_SIZE = 100
@@ -206,13 +207,13 @@ class ConversationAdmin(QueryValuesAdminMixin, admin.ModelAdmin):
     list_display = [
         "__str__", "user", "message_count", "tokens", "last_activity", "last_turn_status"
     ]
-    list_filter = [LastTurnStatusFilter, ("user", admin.RelatedOnlyFieldListFilter), "created_at", "updated_at"]
+    list_filter = [LastTurnStatusFilter, FeedbackFilter, ("user", admin.RelatedOnlyFieldListFilter), "created_at", "updated_at"]
     date_hierarchy = "created_at"
     search_fields = ["title", "user__username", "session_id"]
     search_help_text = _("Searches titles, owners' usernames, session ids and the text of messages.")
     raw_id_fields = ["user"]
     readonly_fields = ["input_tokens", "output_tokens", "created_at", "updated_at"]
-    actions = ["export_jsonl", "export_markdown", "clear_messages"]
+    actions = ["export_jsonl", "export_markdown", "export_feedback", "clear_messages"]
     change_form_template = "admin/pyhub_ai/conversation/change_form.html"
     clear_confirmation_template = "admin/pyhub_ai/conversation/clear_confirmation.html"
     thread_page_size = THREAD_PAGE_SIZE
@@ -324,6 +325,11 @@ class ConversationAdmin(QueryValuesAdminMixin, admin.ModelAdmin):
     @admin.action(description=_("Export the selected conversations as Markdown"), permissions=["view"])
     def export_markdown(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> StreamingHttpResponse:
         return export_response(_plain(queryset), "markdown", f"conversations-{timezone.now():%Y%m%d-%H%M%S}")
+
+    @admin.action(description=_("Export the feedback on the selected conversations as JSON Lines"), permissions=["view"])
+    def export_feedback(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> StreamingHttpResponse:
+        """Each feedback with its reply and prompt context (``pyhub_ai.feedback.export_records``)."""
+        return export_feedback(MessageFeedback.objects.filter(conversation__in=_plain(queryset)))
 
     @admin.action(description=_("Clear the messages of the selected conversations"), permissions=["delete"])
     def clear_messages(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> HttpResponse | None:

@@ -16,6 +16,7 @@ from django.utils.translation import gettext
 from .conf import conf
 from .mixins import AgentMixin, ChatMixin, ConversationMixin, FrameProtocolMixin, GraphMixin, LLMMixin, ThreadGroupMixin
 from .mixins.data import DataAnalystMixin
+from .mixins.feedback import FeedbackMixin
 from .mixins.mcp import MCPMixin
 from .mixins.model_choice import ModelChoiceMixin
 from .mixins.protocol import CLOSE_TOO_MANY_FRAMES, FrameError
@@ -28,6 +29,7 @@ class BaseAgentChatConsumer(
     MCPMixin,
     AgentMixin,
     ModelChoiceMixin,
+    FeedbackMixin,
     ChatMixin, ThreadGroupMixin, LLMMixin, FrameProtocolMixin, ConversationMixin, AsyncJsonWebsocketConsumer
 ):
     """Binds the websocket handlers to the mixins' hooks (see docs/protocol.md)."""
@@ -112,6 +114,8 @@ class BaseAgentChatConsumer(
                 await self.start_regenerate(frame.message_id)
             elif frame.type == "switch_branch":
                 await self.switch_branch(frame.message_id)
+            elif frame.type == "feedback":
+                await self.give_feedback(frame.message_id, frame.rating, frame.text)
         except FrameError as error:
             await self.send_error(error.code, error.message, detail=error.detail)
 

@@ -168,3 +168,45 @@ def test_the_thread_shows_which_version_of_a_message_each_branch_holds(admin_cli
     assert html.count("version 1 of 2") == 1 and html.count("version 2 of 2") == 1
     question = chat.messages.get(role="human")
     assert html.count(f'href="#message-{question.pk}"') == 2  # both answers follow the one question
+
+
+@pytest.fixture
+def rated(user_a):
+    """Three conversations: a reply with a thumbs down and a comment, one with a thumbs up, none."""
+    from pyhub_ai import feedback
+
+    conversations = {}
+    for title, rating, comment in (("Rated down", "down", "Wrong city"), ("Rated up", "up", ""), ("Not rated", None, "")):
+        chat = Conversation.objects.create(user=user_a, title=title)
+        store(chat, HumanMessage(f"question of {title}"), user=user_a)
+        reply = store(chat, AIMessage(f"answer of {title}"), user=user_a)
+        if rating:
+            feedback.set_feedback({"conversation_id": chat.pk, "user_id": user_a.pk, "visitor_key": ""}, reply.pk, rating, comment)
+        conversations[title] = chat
+    return conversations
+
+
+@pytest.mark.parametrize(
+    "value, titles",
+    [("down", ["Rated down"]), ("up", ["Rated up"]), ("comment", ["Rated down"]), ("any", ["Rated down", "Rated up"])],
+)
+def test_the_conversation_list_filters_by_feedback(admin_client, rated, value, titles):
+    html = page(admin_client, reverse("admin:pyhub_ai_conversation_changelist") + f"?feedback={value}")
+
+    assert sorted(title for title in rated if f">{title}<" in html) == titles
+
+
+def test_feedback_is_exported_with_its_reply_and_prompt_as_json_lines(admin_client, rated):
+    import json
+
+    response = admin_client.post(
+        reverse("admin:pyhub_ai_conversation_changelist"),
+        {"action": "export_feedback", "_selected_action": [chat.pk for chat in rated.values()]},
+    )
+
+    assert response.status_code == 200 and response["Content-Type"].startswith("application/x-ndjson")
+    records = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
+    assert sorted((r["rating"], r["comment"], r["message"]["text"]) for r in records) == [
+        ("down", "Wrong city", "answer of Rated down"), ("up", "", "answer of Rated up")
+    ]
+    assert all(r["context"][0]["content"]["data"]["content"] == r["message"]["text"].replace("answer", "question") for r in records)

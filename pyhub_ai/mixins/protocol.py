@@ -6,10 +6,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import translation
 from django.utils.translation import gettext
 
+from .. import feedback
 from ..conf import conf
 from ..converters import MAX_PK
 from ..display import message_object
@@ -64,6 +66,7 @@ class ClientFrame:
     idempotency_key: str = ""
     model: str = ""
     message_id: int | None = None
+    rating: str | None = None
 
 
 class FrameProtocolMixin:
@@ -139,7 +142,20 @@ class FrameProtocolMixin:
             return ClientFrame(type="select_model", model=model)
         if frame_type in BRANCH_FRAMES:
             return self.parse_branch_frame(frame_type, content)
+        if frame_type == "feedback":
+            return self.parse_feedback_frame(content)
         raise FrameError("invalid_frame", gettext("Unknown message type."), f"unknown type {frame_type!r}")
+
+    def parse_feedback_frame(self, content: dict[str, Any]) -> ClientFrame:
+        """``feedback``: ``message_id``, ``rating`` ("up", "down", or ``null`` to remove it) and
+        an optional ``comment``."""
+        frame = self.parse_branch_frame("switch_branch", content)
+        rating, comment = content.get("rating"), content.get("comment", "")
+        if rating not in (None, *feedback.RATINGS):
+            raise FrameError("invalid_frame", gettext("The feedback could not be read."), f"bad 'rating': {rating!r:.100}")
+        if not isinstance(comment, str) or "\x00" in comment or not _encodable(comment) or len(comment) > feedback.MAX_COMMENT_LENGTH:
+            raise FrameError("invalid_frame", gettext("The feedback could not be read."), "bad 'comment'")
+        return ClientFrame(type="feedback", message_id=frame.message_id, rating=rating, text=comment.strip())
 
     def parse_branch_frame(self, frame_type: str, content: dict[str, Any]) -> ClientFrame:
         """``edit_message`` (``message_id``, ``text``, optional ``idempotency_key``),
@@ -183,5 +199,10 @@ class FrameProtocolMixin:
         (each message with its ``versions``)."""
         rows, has_more = await self.history.aget_page(before=before)
         versions = await self.history.aget_versions(rows)
+        thread = {"conversation_id": self.conversation.pk, "user_id": self.history.user_id, "visitor_key": self.history.visitor_key}
+        given = await sync_to_async(feedback.feedback_of)(thread, rows)
         messages = [message_object(row, versions.get(row.pk)) for row in rows]
+        for message in messages:
+            if message["id"] in given:
+                message["feedback"] = given[message["id"]]
         return rows, {"messages": messages, "has_more": has_more, "before": before}

@@ -119,6 +119,10 @@
     if (Array.isArray(message.versions) && message.versions.length > 1) {
       el.dataset.versions = message.versions.join(",");
     }
+    if (message.feedback && (message.feedback.rating === "up" || message.feedback.rating === "down")) {
+      el.dataset.rating = message.feedback.rating;
+      el.dataset.comment = String(message.feedback.comment || "");
+    }
     el.appendChild(make("span", "pyhub-msg-role", t(ROLE_LABELS[role])));
     el.appendChild(role === "tool" ? toolResult(message) : messageBody(role, message.text));
     if (role === "tool" && message.artifact) {
@@ -331,11 +335,132 @@
           }));
         }
       }
+      if (el.dataset.role === "ai" && el.dataset.status !== "streaming" &&
+          !(el.querySelector(".pyhub-msg-tool-calls") && !el.querySelector(".pyhub-msg-body").textContent.trim())) {
+        bar.appendChild(feedbackButtons(el));
+      }
       if (bar.firstChild) {
         el.appendChild(bar);
       }
+      if (el.dataset.rating) {
+        showFeedback(el);
+      }
     });
     refreshActions();
+  }
+
+  // ---- feedback: thumbs up or down, and a comment ----------------------------------------
+
+  function feedbackButtons(el) {
+    var box = make("span", "pyhub-msg-feedback");
+    box.setAttribute("role", "group");
+    box.setAttribute("aria-label", t("feedback"));
+    [["up", "thumbsUp"], ["down", "thumbsDown"]].forEach(function (spec) {
+      var thumb = button("pyhub-msg-thumb");
+      thumb.appendChild(thumbIcon());
+      thumb.dataset.rating = spec[0];
+      thumb.setAttribute("aria-label", t(spec[1]));
+      thumb.setAttribute("aria-pressed", String(el.dataset.rating === spec[0]));
+      thumb.addEventListener("click", function () {
+        var again = el.dataset.rating === spec[0]; // pressing the chosen thumb takes it back
+        sendFeedback(el, again ? null : spec[0], again ? "" : el.dataset.comment || "");
+        if (!again) {
+          openComment(el);
+        }
+      });
+      box.appendChild(thumb);
+    });
+    return box;
+  }
+
+  // A thumb drawn as SVG (no emoji font needed); the "down" button shows it turned over (CSS).
+  function thumbIcon() {
+    var ns = "http://www.w3.org/2000/svg";
+    var svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("aria-hidden", "true");
+    var path = document.createElementNS(ns, "path");
+    path.setAttribute("d", "M7 22H4a2 2 0 0 1-2-2v-7a2 2 0 0 1 2-2h3m7-2V5a3 3 0 0 0-3-3l-4 9v11h11.3a2 2 0 0 0 2-1.7l1.4-9a2 2 0 0 0-2-2.3z");
+    svg.appendChild(path);
+    return svg;
+  }
+
+  function sendFeedback(el, rating, comment) {
+    if (ready) {
+      send({ type: "feedback", message_id: Number(el.dataset.id), rating: rating, comment: comment });
+    }
+  }
+
+  // A comment box below a rated reply (the comment is optional).
+  function openComment(el) {
+    if (el.querySelector(".pyhub-msg-comment-form")) {
+      return;
+    }
+    var form = make("form", "pyhub-msg-comment-form");
+    var area = make("textarea", "pyhub-msg-comment-input");
+    area.value = el.dataset.comment || "";
+    area.rows = 2;
+    area.maxLength = 2000;
+    area.placeholder = t("commentPlaceholder");
+    area.setAttribute("aria-label", t("commentLabel"));
+    var save = button("pyhub-msg-comment-save", t("saveComment"));
+    save.type = "submit";
+    var close = button("pyhub-msg-comment-close", t("cancelEdit"));
+    form.appendChild(area);
+    form.appendChild(save);
+    form.appendChild(close);
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      if (el.dataset.rating) {
+        sendFeedback(el, el.dataset.rating, area.value.trim());
+      }
+      form.remove();
+    });
+    close.addEventListener("click", function () {
+      form.remove();
+    });
+    withAutoScroll(function () {
+      el.appendChild(form);
+    });
+  }
+
+  // Shows the stored feedback of a reply: the pressed thumb and the comment.
+  function showFeedback(el) {
+    Array.prototype.forEach.call(el.querySelectorAll(".pyhub-msg-thumb"), function (thumb) {
+      thumb.setAttribute("aria-pressed", String(thumb.dataset.rating === el.dataset.rating));
+    });
+    var shown = el.querySelector(".pyhub-msg-comment");
+    if (!el.dataset.comment) {
+      if (shown) {
+        shown.remove();
+      }
+      return;
+    }
+    if (!shown) {
+      shown = make("p", "pyhub-msg-comment");
+      el.querySelector(".pyhub-msg-actions").after(shown);
+    }
+    shown.textContent = t("yourComment", { comment: el.dataset.comment });
+  }
+
+  function onFeedback(frame) {
+    var el = findMessage(frame.message_id);
+    if (!el) {
+      return;
+    }
+    if (frame.feedback) {
+      el.dataset.rating = frame.feedback.rating;
+      el.dataset.comment = String(frame.feedback.comment || "");
+      announce(t(frame.feedback.rating === "up" ? "thumbsUp" : "thumbsDown"));
+    } else {
+      delete el.dataset.rating;
+      delete el.dataset.comment;
+      var form = el.querySelector(".pyhub-msg-comment-form");
+      if (form) {
+        form.remove();
+      }
+    }
+    showFeedback(el);
   }
 
   function actionButton(className, label, onClick) {
@@ -789,6 +914,7 @@
     tool_call: onToolCall,
     tool_result: onToolResult,
     stream_end: onStreamEnd,
+    feedback: onFeedback,
     model_selected: onModelSelected,
     error: onError
   };
