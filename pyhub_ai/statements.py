@@ -221,15 +221,21 @@ def add_conversation_activity(pk: Any, *, input_tokens: int, output_tokens: int,
 
 def insert_usage(record: UsageRecord, subjects: Sequence[str], day: Any) -> None:
     """Insert a model call's ledger row and add it to the ``day`` totals of ``subjects`` (the
-    visitor's budget subject and the site): two statements, in the caller's transaction."""
+    visitor's budget subject and the site), in the caller's transaction: two statements, one on
+    PostgreSQL (a data-modifying ``WITH``)."""
     t = _for_write(UsageRecord)
     connection = t.connection  # once: each lookup goes through asgiref's Local
     fields = _insert_fields(t)
-    t.update(_plain_insert_sql(t, [field.name for field in fields], 1), [field.get_db_prep_save(getattr(record, field.attname), connection) for field in fields])
+    insert = _plain_insert_sql(t, [field.name for field in fields], 1)
+    insert_params = [field.get_db_prep_save(getattr(record, field.attname), connection) for field in fields]
     totals = _for_write(UsageTotal)
     tokens, cost, day = record.input_tokens + record.output_tokens, totals.prep("cost", record.cost), totals.prep("day", day)
     subjects = sorted(set(subjects))  # one lock order for every transaction: no deadlock between them
     params = [value for subject in subjects for value in (subject, day, tokens, cost, 1)]
+    if connection.vendor == "postgresql" and totals.alias == t.alias:  # one statement, one round trip
+        totals.update(f"WITH ledger_row AS ({insert}) {_add_totals_sql(totals, len(subjects))}", [*insert_params, *params])
+        return
+    t.update(insert, insert_params)
     totals.update(_add_totals_sql(totals, len(subjects)), params)
 
 
