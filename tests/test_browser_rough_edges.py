@@ -32,18 +32,23 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 QUEUED = '#pyhub-chat-messages .pyhub-msg-queued'
 
 
-async def test_enter_while_a_reply_streams_queues_the_message_and_sends_it_after(slow_server, browser, room) -> None:
+async def write_while_a_reply_streams(browser, server, room, text: str):
+    """Sign in, send "First question", and send ``text`` while its reply streams."""
     session = await open_page(browser)
     page = session.page
-    await sign_in(page, slow_server)
-    await open_chat(page, slow_server, room)
+    await sign_in(page, server)
+    await open_chat(page, server, room)
     chat_input = page.locator("#pyhub-chat-input")
-
     await chat_input.fill("First question")
     await chat_input.press("Enter")
     await expect(page.locator(STREAMING + " .pyhub-msg-body")).not_to_be_empty(timeout=TIMEOUT_MS)
-    await chat_input.fill("Second question")
+    await chat_input.fill(text)
     await chat_input.press("Enter")
+    return session, page, chat_input
+
+
+async def test_enter_while_a_reply_streams_queues_the_message_and_sends_it_after(slow_server, browser, room) -> None:
+    session, page, chat_input = await write_while_a_reply_streams(browser, slow_server, room, "Second question")
 
     queued = page.locator(QUEUED)
     await expect(queued).to_have_count(1)
@@ -62,16 +67,7 @@ async def test_enter_while_a_reply_streams_queues_the_message_and_sends_it_after
 
 
 async def test_a_queued_message_can_be_taken_back_into_the_input(slow_server, browser, room) -> None:
-    session = await open_page(browser)
-    page = session.page
-    await sign_in(page, slow_server)
-    await open_chat(page, slow_server, room)
-    chat_input = page.locator("#pyhub-chat-input")
-    await chat_input.fill("First question")
-    await chat_input.press("Enter")
-    await expect(page.locator(STREAMING)).to_have_count(1, timeout=TIMEOUT_MS)
-    await chat_input.fill("Never mind")
-    await chat_input.press("Enter")
+    session, page, chat_input = await write_while_a_reply_streams(browser, slow_server, room, "Never mind")
 
     await page.locator(QUEUED + " .pyhub-msg-unqueue").click()
 

@@ -396,19 +396,11 @@
     if (el.querySelector(".pyhub-msg-comment-form")) {
       return;
     }
-    var form = make("form", "pyhub-msg-comment-form");
-    var area = make("textarea", "pyhub-msg-comment-input");
-    area.value = el.dataset.comment || "";
+    var parts = textForm("pyhub-msg-comment", el.dataset.comment || "", t("commentLabel"), t("saveComment"));
+    var form = parts.form, area = parts.area, close = parts.cancel;
     area.rows = 2;
     area.maxLength = 2000;
     area.placeholder = t("commentPlaceholder");
-    area.setAttribute("aria-label", t("commentLabel"));
-    var save = button("pyhub-msg-comment-save", t("saveComment"));
-    save.type = "submit";
-    var close = button("pyhub-msg-comment-close", t("cancelEdit"));
-    form.appendChild(area);
-    form.appendChild(save);
-    form.appendChild(close);
     form.addEventListener("submit", function (event) {
       event.preventDefault();
       if (el.dataset.rating) {
@@ -515,23 +507,31 @@
     els.input.focus();
   }
 
+  // A form below a message: a text box, its submit button and Cancel (edits and comments).
+  // Its parts are "<prefix>-form", "-input", "-save" and "-cancel".
+  function textForm(prefix, value, label, saveLabel) {
+    var form = make("form", "pyhub-msg-form " + prefix + "-form");
+    var area = make("textarea", prefix + "-input");
+    area.value = value;
+    area.setAttribute("aria-label", label);
+    var save = button(prefix + "-save", saveLabel);
+    save.type = "submit";
+    var cancel = button(prefix + "-cancel", t("cancelEdit"));
+    form.appendChild(area);
+    form.appendChild(save);
+    form.appendChild(cancel);
+    return { form: form, area: area, cancel: cancel };
+  }
+
   // Replaces the message's text with a box to edit it; sending it stores a new version.
   function startEditing(el) {
     var body = el.querySelector(".pyhub-msg-body");
-    if (!body || el.querySelector(".pyhub-msg-editor") || !canSend()) {
+    if (!body || el.querySelector(".pyhub-msg-edit-form") || !canSend()) {
       return;
     }
-    var editor = make("form", "pyhub-msg-editor");
-    var area = make("textarea", "pyhub-msg-edit-input");
-    area.value = body.textContent;
-    area.setAttribute("aria-label", t("editLabel"));
+    var parts = textForm("pyhub-msg-edit", body.textContent, t("editLabel"), t("saveEdit"));
+    var editor = parts.form, area = parts.area, cancel = parts.cancel;
     area.rows = Math.min(8, area.value.split("\n").length + 1);
-    var save = button("pyhub-msg-edit-save", t("saveEdit"));
-    save.type = "submit";
-    var cancel = button("pyhub-msg-edit-cancel", t("cancelEdit"));
-    editor.appendChild(area);
-    editor.appendChild(save);
-    editor.appendChild(cancel);
     body.hidden = true;
     el.dataset.editing = "true";
     body.after(editor);
