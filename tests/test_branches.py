@@ -3,6 +3,7 @@ model is sent, and who may touch which message."""
 from __future__ import annotations
 
 import pytest
+from asgiref.sync import sync_to_async
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from pyhub_ai.history import DjangoChatMessageHistory
@@ -204,8 +205,6 @@ def test_djangochatmessagehistory_reads_and_appends_to_the_branch_shown(user_a):
 
 
 async def test_a_turn_in_a_branched_thread_runs_the_same_bounded_queries_with_100_and_1000_stored_messages(user_a, use_model):
-    from asgiref.sync import sync_to_async
-
     from pyhub_ai import branches, locks
 
     from .test_turn_queries import queries_of_one_turn, shape, stored_thread
@@ -222,3 +221,26 @@ async def test_a_turn_in_a_branched_thread_runs_the_same_bounded_queries_with_10
     assert [shape(sql) for sql in large_queries] == [shape(sql) for sql in small_queries]
     walks = [sql for sql in large_queries if "WITH RECURSIVE" in sql]
     assert walks and all("b.kept < " in sql for sql in walks), walks  # each walk stops after the window
+
+
+async def test_earlier_pages_of_a_branched_thread_follow_the_branch_shown(user_a, use_model):
+    use_model(fake_model("new answer"))
+    conversation = await Conversation.objects.acreate(user=user_a)
+    await sync_to_async(DjangoChatMessageHistory(conversation=conversation, user=user_a).add_messages)(
+        [HumanMessage(f"q{n}") if n % 2 == 0 else AIMessage(f"a{n}") for n in range(50)]
+    )
+    last_answer = await ConversationMessage.objects.filter(conversation=conversation).alatest("pk")
+    tab = await open_thread(conversation, user_a)
+    await turn(tab, {"type": "regenerate", "message_id": last_answer.pk})
+    await tab.disconnect()
+
+    again = await connect(conversation.pk, user_a, route="plain")
+    first = (await receive_until(again, "history"))[-1]
+    texts_seen = [m["text"] for m in first["messages"]]
+    while first["has_more"]:
+        await again.send_json_to({"type": "load_history", "before": first["messages"][0]["id"]})
+        first = await again.receive_json_from(timeout=3)
+        texts_seen = [m["text"] for m in first["messages"]] + texts_seen
+
+    assert texts_seen == [f"q{n}" if n % 2 == 0 else f"a{n}" for n in range(49)] + ["new answer"]
+    await again.disconnect()
