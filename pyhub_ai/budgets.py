@@ -77,6 +77,17 @@ def budget_problems(budgets: Any) -> list[str]:
     return problems
 
 
+def cost_limits(budgets: dict[str, Any]) -> list[str]:
+    """Where ``PYHUB_AI_BUDGETS`` limits cost (``"user"``, ``"groups['trial']"``, ...), for
+    ``pyhub_ai.W006``: without prices every call costs 0, so these never refuse anything."""
+    entries = [(key, budgets.get(key)) for key in ("user", "anonymous", SITE_KEY)]
+    entries += [(f"groups[{name!r}]", limits) for name, limits in (budgets.get("groups") or {}).items()]
+    return [
+        where for where, limits in entries
+        if isinstance(limits, dict) and any(isinstance(amounts, dict) and "cost" in amounts for amounts in limits.values())
+    ]  # fmt: skip
+
+
 def _limit_problems(limits: Any) -> list[str]:
     if limits is None:
         return []

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
-from .budgets import budget_problems
+from .budgets import budget_problems, cost_limits
 from .conf import NUMERIC_SETTINGS, OPTIONAL_NUMERIC_SETTINGS, conf
 from .ledger import price_problems
 from .llm import has_llm_credentials
@@ -306,3 +306,20 @@ def check_budgets(app_configs: Any = None, **kwargs: Any) -> list[Error]:
         '"site": {"month": {"cost": 500}}} (keys: user, groups, anonymous, site; periods: day, month; units: tokens, cost).'
     )
     return [] if value is None else _table_errors("PYHUB_AI_BUDGETS", budget_problems(value), hint, "pyhub_ai.E012")
+
+
+@register(Tags.compatibility)
+def check_cost_budgets_have_prices(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    """pyhub_ai.W006: PYHUB_AI_BUDGETS limits cost, but PYHUB_AI_MODEL_PRICES prices nothing."""
+    budgets = getattr(settings, "PYHUB_AI_BUDGETS", None)
+    if not isinstance(budgets, dict) or conf.MODEL_PRICES or not (where := cost_limits(budgets)):
+        return []
+    return [
+        Warning(
+            f"PYHUB_AI_BUDGETS limits cost ({', '.join(where)}), but PYHUB_AI_MODEL_PRICES is empty: "
+            "every model call costs 0, so these limits never refuse anything.",
+            hint='Price your models, e.g. PYHUB_AI_MODEL_PRICES = {"openai:gpt-4o": {"input": 2.5, "output": 10}}, '
+            'or limit "tokens" instead of "cost".',
+            id="pyhub_ai.W006",
+        )
+    ]

@@ -315,3 +315,25 @@ def test_budgets_as_documented_pass():
     }
     with override_settings(PYHUB_AI_BUDGETS=budgets):
         assert check_budgets() == []
+
+
+# -- pyhub_ai.W006: cost budgets without prices -----------------------------------------------------
+
+
+def test_a_cost_budget_without_prices_is_a_warning():
+    from pyhub_ai.checks import check_cost_budgets_have_prices
+
+    with override_settings(PYHUB_AI_BUDGETS={"user": {"day": {"tokens": 10}}, "groups": {"trial": {"month": {"cost": 1}}}}):
+        [warning] = check_cost_budgets_have_prices()
+        assert warning.id == "pyhub_ai.W006" and "groups['trial']" in warning.msg
+
+
+@pytest.mark.parametrize(
+    "budgets, prices",
+    [(None, None), ({"user": {"day": {"tokens": 10}}}, None), ({"site": {"month": {"cost": 5}}}, {"openai:gpt-4o": {"input": 2.5}})],
+)
+def test_token_budgets_or_priced_models_need_no_warning(budgets, prices):
+    from pyhub_ai.checks import check_cost_budgets_have_prices
+
+    with override_settings(PYHUB_AI_BUDGETS=budgets, PYHUB_AI_MODEL_PRICES=prices):
+        assert check_cost_budgets_have_prices() == []
