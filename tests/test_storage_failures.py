@@ -119,7 +119,7 @@ async def test_a_database_error_storing_the_reply_keeps_the_echoed_message_and_n
 
 async def test_a_database_error_reading_the_history_is_reported_and_nothing_is_stored(room, monkeypatch, caplog):
     communicator, conversation = room
-    monkeypatch.setattr(DjangoChatMessageHistory, "messages", property(failing))
+    monkeypatch.setattr(DjangoChatMessageHistory, "_window", failing)  # the window a turn reads (its branch's, or the newest rows)
 
     await communicator.send_json_to({"type": "user_message", "text": "hello"})
 
