@@ -15,6 +15,8 @@ process and thread:
 
 CPU per turn is ``time.process_time()`` over a round's turns (every thread of the process: the
 event loop and the database thread), divided by the turns; the table shows the median round.
+Then the transaction that stores a reply is timed alone, with and without the ledger's two
+statements (``measure_transaction``): the ledger's own cost, without a whole turn's noise.
 ``python -m bench --only ledger`` (or ``make bench ARGS="--only ledger"``); the table goes to
 bench/results/ledger.md.
 """
@@ -135,7 +137,41 @@ def run_worker(rounds: int, turns: int) -> dict:
 
     with override_settings(PYHUB_AI_FRAME_FLOOD_LIMIT=10**9):  # hundreds of turns on one connection
         samples = asyncio.run(measure())
-    return {"vendor": vendor, "samples": samples}
+    return {"vendor": vendor, "samples": samples, "transaction": measure_transaction(conversation, usage)}
+
+
+def measure_transaction(conversation, usage: dict, calls: int = 1000, rounds: int = 5) -> dict[str, float]:
+    """CPU (µs) of the transaction that stores a reply (``history._store_reply``'s statements),
+    without and with the call's ledger row and totals: the ledger's own cost, free of the noise
+    of a whole turn. Median of ``rounds`` rounds of ``calls`` transactions each, interleaved."""
+    from django.db import transaction
+    from django.utils import timezone
+    from langchain_core.messages import AIMessage
+
+    from pyhub_ai import ledger, statements
+    from pyhub_ai.models import ConversationMessage
+
+    row = ConversationMessage.from_message(AIMessage(content="ok"), conversation=conversation, user=conversation.user)
+    row.save()
+    reply = AIMessage(content=REPLY, usage_metadata=usage)
+    call = ledger.ModelCall("openai:gpt-4o-mini", [], f"user:{conversation.user_id}")
+
+    def store(with_ledger: bool) -> None:
+        now = timezone.now()
+        with transaction.atomic():
+            statements.update_message(row.pk, content=row.content, status="complete", token_count=row.token_count)
+            statements.add_conversation_activity(conversation.pk, input_tokens=120, output_tokens=14, updated_at=now)
+            if with_ledger:
+                statements.insert_usage(ledger.record(call, reply, row, now), [call.subject, ledger.SITE], ledger.day_of(now))
+
+    samples: dict[str, list[float]] = {"ledger off": [], "ledger on": []}
+    for _ in range(rounds):
+        for name in samples:
+            started = time.process_time()
+            for _ in range(calls):
+                store(name == "ledger on")
+            samples[name].append((time.process_time() - started) / calls * 1e6)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def _run(db: str, rounds: int, turns: int) -> dict:
@@ -169,6 +205,18 @@ def report(results: list[dict], rounds: int, turns: int, command: str) -> str:
         cells = [f"{medians[name]:.2f} ms ({min(result['samples'][name]):.2f}–{max(result['samples'][name]):.2f})" for name in VARIANTS]
         change = (medians["ledger on"] / medians["ledger off"] - 1) * 100
         lines.append(f"| {result['vendor']} | " + " | ".join(cells) + f" | {change:+.1f} % |")
+    lines += [
+        "",
+        "The transaction that stores a reply, alone (`bench/ledger.py: measure_transaction`: the reply's UPDATE, "
+        "the conversation's totals, with and without the ledger row and daily totals; CPU per transaction, median of 5 "
+        "rounds of 1,000), the ledger's own cost without the noise of a whole turn:",
+        "",
+        "| database | ledger off | ledger on | the ledger costs |",
+        "|---|---:|---:|---:|",
+    ]
+    for result in results:
+        off, on = result["transaction"]["ledger off"], result["transaction"]["ledger on"]
+        lines.append(f"| {result['vendor']} | {off:.0f} µs | {on:.0f} µs | {on - off:+.0f} µs per model call |")
     return "\n".join(lines) + "\n"
 
 
