@@ -118,8 +118,10 @@ class QuotaExceeded(UsageLimited):
 
 
 def admit_model_call(visitor: Visitor) -> None:
-    """Count one model call for ``visitor`` and for the site; raise ``UsageLimited`` when a limit
-    is used up. Synchronous (the chat consumer calls it in the database call that starts a turn).
+    """Count one model call for ``visitor`` and for the site; raise ``UsageLimited`` when a rate
+    limit is used up, ``QuotaExceeded`` when a budget of ``PYHUB_AI_BUDGETS`` is spent
+    (``pyhub_ai.budgets.over_budget``: one query of the ledger's daily totals, only when a budget
+    applies). Synchronous (the chat consumer calls it in the database call that starts a turn).
 
     The visitor's counters are checked first, so calls refused to one visitor never use up the
     site's ceiling for everybody else.
