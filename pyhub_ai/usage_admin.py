@@ -16,6 +16,7 @@ from django.urls import path
 from django.utils.translation import gettext, gettext_lazy as _
 
 from . import usage_report
+from .checkpoint_admin import ReadOnlyAdmin
 from .usage_models import UsageRecord
 
 #: Rows shown of the per-user and per-user-and-day tables (the CSV has every row).
@@ -26,7 +27,7 @@ DEFAULT_PERIOD = 30
 
 
 @admin.register(UsageRecord)
-class UsageRecordAdmin(admin.ModelAdmin):
+class UsageRecordAdmin(ReadOnlyAdmin):
     """The ledger's rows, never added, changed or deleted here: what was spent stays spent."""
 
     list_display = ["created_at", "user", "visitor", "conversation", "model", "input_tokens", "output_tokens", "cached_tokens", "cost", "priced", "estimated"]
@@ -35,12 +36,6 @@ class UsageRecordAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     search_fields = ["model", "user__username"]
     change_list_template = "admin/pyhub_ai/usage/change_list.html"
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
