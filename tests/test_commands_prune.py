@@ -139,3 +139,26 @@ def test_an_expired_branched_conversation_goes_with_every_branch_and_its_branch_
     assert "Deleted 1 conversations and 3 messages" in output
     assert titles() == ["kept"] and kept.messages.count() == 2
     assert not ThreadBranch.objects.exists() and not ConversationMessage.objects.filter(conversation_id=expired.pk).exists()
+
+
+def test_usage_older_than_deletes_old_ledger_rows_and_totals_but_not_this_months(user_a):
+    from pyhub_ai.ledger import day_of
+    from pyhub_ai.models import UsageRecord, UsageTotal
+
+    now = timezone.now()
+    for days in (0, 10, 400, 500):
+        UsageRecord.objects.create(created_at=now - timedelta(days=days, seconds=5), user=user_a, model="openai:gpt-4o", input_tokens=days)
+    today = day_of(now)
+    for day in (today, today.replace(day=1), today - timedelta(days=400)):
+        UsageTotal.objects.create(subject=f"user:{user_a.pk}", day=day, tokens=1)
+
+    assert "Would delete 2 usage records and 1 daily usage totals." in prune(dry_run=True, usage_older_than="300d")
+    assert UsageRecord.objects.count() == 4
+    assert "Deleted 2 usage records and 1 daily usage totals." in prune(usage_older_than="300d", batch_size=1)
+    assert sorted(UsageRecord.objects.values_list("input_tokens", flat=True)) == [0, 10]
+    assert sorted(UsageTotal.objects.values_list("day", flat=True)) == sorted({today, today.replace(day=1)})
+
+    # A short age never takes this month's totals: budgets count them.
+    prune(usage_older_than="1s")
+    assert UsageRecord.objects.count() == 0
+    assert sorted(UsageTotal.objects.values_list("day", flat=True)) == sorted({today, today.replace(day=1)})
