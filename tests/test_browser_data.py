@@ -38,8 +38,9 @@ async def test_a_question_about_the_data_is_answered_with_a_table_and_a_chart(li
             await chat_input.press("Enter")
             table = page.locator(f"{TOOL_RESULT} .pyhub-msg-artifact table")
             await expect(table).to_have_count(1, timeout=TIMEOUT_MS)
-            await expect(table.locator("th").first).to_have_text("date")
-            await expect(table.locator("tbody tr")).to_have_count(5)
+            await expect(table.locator("th").first).to_have_text("column")  # one row per column: its statistics
+            await expect(table.locator("tbody tr")).to_have_count(6)
+            await expect(table.locator("tbody tr").first.locator("td").first).to_have_text("date")
             await expect(page.locator(AI_COMPLETE).last).to_contain_text("20 rows")
 
             await chat_input.fill("Draw a chart of the data")

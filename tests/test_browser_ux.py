@@ -499,7 +499,7 @@ async def test_the_page_speaks_korean_from_the_browser_language_or_the_selector(
     await expect(page.locator("#pyhub-chat-send")).to_have_text("보내기")
     await expect(page.locator("#pyhub-chat-connection")).to_have_text("연결됨")
     await expect(page.locator(".pyhub-chat-title")).to_have_text("중국어 · 스타벅스에서 커피를 주문하는 상황")
-    await expect(page.locator(".pyhub-chat-subtitle")).to_have_text("초급")  # the settings are not repeated
+    await expect(page.locator(".pyhub-chat-subtitle")).to_have_text("초급 · 대화 1")  # the level, not the settings again
     await screenshot(page, "ux-10-korean")
 
     # An English browser switches with the selector in the header.
