@@ -97,7 +97,8 @@ class BenchChatConsumer(AgentChatConsumer):
         """Each connection is a different visitor (all come from 127.0.0.1 without a session,
         which the app would count as one address); the limits are still checked, in the cache,
         for every turn."""
-        return Visitor(session=self.get_visitor_key())
+        key = self.get_visitor_key()
+        return Visitor(session=key, address=key)  # no address: every connection would share "address:unknown"
 
     if "nogroup" in VARIANTS:
 
