@@ -79,6 +79,10 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
     tool result cut off from its call, nor splits a tool call from its results. ``None`` for
     both returns the whole thread. Failed or interrupted replies are left out unless
     ``include_failed``.
+
+    Once the thread has branched (an edit or a regenerated reply, ``pyhub_ai.branches``), the
+    window, the pages and ``add_messages`` follow the branch the thread shows: the window is
+    read up the ``parent`` links of that branch, with one bounded recursive query.
     """
 
     def __init__(

@@ -244,3 +244,28 @@ async def test_earlier_pages_of_a_branched_thread_follow_the_branch_shown(user_a
 
     assert texts_seen == [f"q{n}" if n % 2 == 0 else f"a{n}" for n in range(49)] + ["new answer"]
     await again.disconnect()
+
+
+async def test_a_switch_reaches_every_tab_and_waits_while_another_tabs_reply_streams(user_a, use_model):
+    from .conftest import HangingFakeChatModel
+
+    use_model(fake_model("answer one", "answer again"))
+    conversation = await Conversation.objects.acreate(user=user_a)
+    tab = await open_thread(conversation, user_a)
+    first = (await turn(tab, {"type": "user_message", "text": "one"}))[-1]["message"]
+    second = (await turn(tab, {"type": "regenerate", "message_id": first["id"]}))[-1]["message"]
+    other = await open_thread(conversation, user_a)
+
+    await tab.send_json_to({"type": "switch_branch", "message_id": first["id"]})
+    seen = (await receive_until(other, "history"))[-1]
+    assert seen["reset"] is True and [m["text"] for m in seen["messages"]] == ["one", "answer one"]
+
+    use_model(HangingFakeChatModel(messages=iter([AIMessage(content="never ends")]), hang_after=1, calls=[]))
+    await other.send_json_to({"type": "user_message", "text": "two"})
+    await receive_until(other, "stream_delta")
+    await receive_until(tab, "stream_delta")
+    await tab.send_json_to({"type": "switch_branch", "message_id": second["id"]})
+    assert (await receive_until(tab, "error"))[-1]["code"] == "turn_in_progress"
+    assert (await ThreadBranch.objects.aget(conversation=conversation)).leaf != second["id"]
+    await other.disconnect()
+    await tab.disconnect()

@@ -19,7 +19,7 @@ from ..branches import UnknownMessage
 from ..history import DjangoChatMessageHistory, DuplicateMessage, ThreadAlreadyStarted, Turn
 from ..ledger import ModelCall
 from ..llm import STARTER_FLAG, OpenAIReplyStream, ReplyStream, parse_model, reply_stream
-from ..locks import Lease, ThreadBusy, thread_lock
+from ..locks import Lease, ThreadBusy, is_locked, thread_lock
 from ..models import ConversationMessage
 from ..usage import UsageLimited, Visitor, admit_model_call
 from .protocol import FrameError
@@ -85,7 +85,7 @@ class ChatMixin:
         """Show the branch through the version ``message_id`` of a message (a ``switch_branch``
         frame): its latest page goes to every tab of the thread as a ``history`` frame with
         ``reset``."""
-        if self.is_turn_running():
+        if self.is_turn_running() or await is_locked(self.history.thread_key):  # a turn of another tab too
             raise FrameError("turn_in_progress", gettext("Please wait until the current reply is finished."))
         try:
             await self.history.aswitch_branch(message_id)

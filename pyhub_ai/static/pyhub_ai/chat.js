@@ -294,10 +294,18 @@
 
   // ---- actions on a message: edit, regenerate, retry, versions ---------------------------
 
+  // The user's message a reply answers: of its turn, or (rows stored without one) the one above it.
   function humanOfTurn(el) {
-    return el.dataset.turnId && els.messages.querySelector(
-      '.pyhub-msg[data-role="human"][data-id][data-turn-id="' + CSS.escape(el.dataset.turnId) + '"]'
-    );
+    if (el.dataset.turnId) {
+      return els.messages.querySelector(
+        '.pyhub-msg[data-role="human"][data-id][data-turn-id="' + CSS.escape(el.dataset.turnId) + '"]'
+      );
+    }
+    var above = el.previousElementSibling;
+    while (above && above.dataset.role !== "human") {
+      above = above.previousElementSibling;
+    }
+    return above && above.dataset.id ? above : null;
   }
 
   // The last message of its turn on the page (the reply that Regenerate and Retry replace).
@@ -747,6 +755,10 @@
       // Another branch is shown (an edit, a regenerated reply, a switch from any tab).
       loadingMore = false;
       replaceMessages(messages);
+      var streaming = stream && findMessage(stream.el.dataset.id);
+      if (streaming) {
+        streaming.replaceWith(stream.el); // a reply streaming on the branch shown goes on
+      }
       refreshLoadMore();
       scrollToBottom();
       fillViewport();
