@@ -10,6 +10,7 @@ urlpatterns = [
     path("", views.RoomListView.as_view(), name="room_list"),
     path("chat/new/", views.RoomCreateView.as_view(), name="room_new"),
     path("data/", views.sales_analyst_chat, name="data"),
+    path("search/", views.search, name="search"),
     path("chat/<pk:room_pk>/", views.language_tutor_chat, name="chat"),
     path("chat/<pk:room_pk>/edit/", views.RoomUpdateView.as_view(), name="room_edit"),
     path("chat/<pk:room_pk>/delete/", views.RoomDeleteView.as_view(), name="room_delete"),

@@ -31,6 +31,7 @@ from example.models import LLMChatRoom, RoomConversation
 from pyhub_ai import codec
 from pyhub_ai.display import message_text
 from pyhub_ai.models import Conversation, ConversationMessage
+from pyhub_ai.search import search_messages
 
 TITLE_LENGTH = 60
 
@@ -157,6 +158,29 @@ def _room_messages(user: Any) -> QuerySet[ConversationMessage]:
     return ConversationMessage.objects.filter(user=user, visible=True).filter(
         Q(conversation_id=OuterRef("conversation_id")) | Q(conversation__room_conversation__room_id=OuterRef("pk"))
     )
+
+
+@login_required
+def search(request: HttpRequest) -> HttpResponse:
+    """The signed-in user's own messages that hold the words of ``?q=`` (``pyhub_ai.search``),
+    each linking to its conversation's page, scrolled to the message."""
+    query = request.GET.get("q", "").strip()[:200]
+    hits = search_messages(request.user, query) if query else []
+    for hit in hits:
+        hit.url = conversation_url(hit.message.conversation, request.user) + f"#message-{hit.message.pk}"
+    return render(request, "example/search.html", {"query": query, "hits": hits})
+
+
+def conversation_url(conversation: Conversation, user: Any) -> str:
+    """Where the demo shows ``conversation``: its room, the data room, or the ready-made page."""
+    room = LLMChatRoom.objects.filter(Q(conversation=conversation) | Q(room_conversations__conversation=conversation)).first()
+    if room is not None:
+        return reverse("example:chat", args=[room.pk]) if room.conversation_id == conversation.pk else reverse(
+            "example:conversation", args=[room.pk, conversation.pk]
+        )
+    if conversation.session_id == f"example-sales-{user.pk}":
+        return reverse("example:data")
+    return reverse("pyhub_ai:conversation_chat", args=[conversation.pk])
 
 
 class RoomListView(LoginRequiredMixin, ListView):

@@ -171,6 +171,9 @@ async def test_on_a_phone_the_site_header_is_one_row_and_the_chat_keeps_most_of_
 
     await page.locator("#site-language").select_option("en")
     await expect(page.locator("html")).to_have_attribute("lang", "en")
+    header = await page.locator(".site-header").bounding_box()
+    assert header["height"] <= 48 and await page.evaluate("document.documentElement.scrollWidth") <= 390
+    await screenshot(page, "edges-04b-phone-english")
     check(session)
 
 

@@ -303,3 +303,20 @@ def test_choosing_korean_switches_the_pages_to_korean(alice):
 
     assert '<html lang="ko">' in response.content.decode()
     assert "채팅방" in text_of(response)
+
+
+def test_search_finds_only_the_users_own_messages_and_links_each_to_its_conversation(alice, room, user_a, user_b):
+    store(room.conversation, user_a, HumanMessage("latte at the station"))
+    store(room.conversation, user_b, HumanMessage("latte for bob"))
+
+    response = alice.get(reverse("example:search"), {"q": "latte"})
+
+    page = text_of(response)
+    assert "latte at the station" in page and "latte for bob" not in page
+    mine = ConversationMessage.objects.get(user=user_a, role="human")
+    assert f'href="/example/chat/{room.pk}/#message-{mine.pk}"' in response.content.decode()
+
+
+def test_search_needs_a_signed_in_user(client):
+    response = client.get(reverse("example:search"), {"q": "latte"})
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")

@@ -41,6 +41,7 @@
   var lastScrollTop = 0;
   var composing = false;
   var typingEl = null;
+  var target = null; // {id, switched}: the message of the page's #message-<id>, sought after connecting
 
   // ---- helpers -------------------------------------------------------------------------
 
@@ -669,6 +670,30 @@
     addActions();
   }
 
+  // Shows the message of the page's #message-<id> (a search result): on the latest page, on an
+  // older one (loaded until it comes), or on another branch (switched to once).
+  function seekTarget() {
+    if (!target) {
+      return;
+    }
+    var el = findMessage(target.id);
+    if (el) {
+      target = null;
+      el.dataset.target = "true";
+      el.scrollIntoView({ block: "center" });
+      lastScrollTop = els.scroller.scrollTop;
+      sticky = distanceFromBottom() < NEAR_BOTTOM_PX;
+      refreshJump(false);
+    } else if (hasMore) {
+      loadMore();
+    } else if (!target.switched && ready) {
+      target.switched = true;
+      send({ type: "switch_branch", message_id: Number(target.id) });
+    } else {
+      target = null;
+    }
+  }
+
   // Loads older pages until the list can scroll (or there are none), so scrolling up can page.
   function fillViewport() {
     if (hasMore && els.scroller.scrollHeight <= els.scroller.clientHeight + NEAR_TOP_PX) {
@@ -762,6 +787,7 @@
       refreshLoadMore();
       scrollToBottom();
       fillViewport();
+      seekTarget();
       return;
     }
     if (freshHistory) {
@@ -783,6 +809,7 @@
       });
     }
     fillViewport();
+    seekTarget();
   }
 
   // Tells the page around the chat (a sidebar's message count) that a message was stored.
@@ -1235,6 +1262,8 @@
       return false;
     }
     strings = JSON.parse(byId("pyhub-chat-i18n").textContent);
+    var wanted = /^#message-(\d+)$/.exec(window.location.hash);
+    target = wanted ? { id: wanted[1], switched: false } : null;
     els = {
       connection: byId("pyhub-chat-connection"),
       scroller: byId("pyhub-chat-scroll"),
