@@ -184,7 +184,7 @@ def newest_descendant(message_id: int) -> int:
     t = _for_read(ConversationMessage)
     c = t.column
     sql = (
-        f"WITH RECURSIVE down(id) AS (SELECT %s UNION ALL "
+        f"WITH RECURSIVE down(id) AS (SELECT {c['id']} FROM {t.name} WHERE {c['id']} = %s UNION ALL "
         f"SELECT (SELECT MAX(m.{c['id']}) FROM {t.name} m WHERE m.{c['parent']} = down.id) FROM down WHERE down.id IS NOT NULL) "
         f"SELECT MAX(id) FROM down"
     )
