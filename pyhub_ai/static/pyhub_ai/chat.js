@@ -365,8 +365,7 @@
     box.setAttribute("role", "group");
     box.setAttribute("aria-label", t("feedback"));
     [["up", "thumbsUp"], ["down", "thumbsDown"]].forEach(function (spec) {
-      var thumb = button("pyhub-msg-thumb");
-      thumb.appendChild(thumbIcon());
+      var thumb = button("pyhub-msg-thumb"); // the thumb is drawn by CSS (a mask): no markup inside
       thumb.dataset.rating = spec[0];
       thumb.setAttribute("aria-label", t(spec[1]));
       thumb.setAttribute("aria-pressed", String(el.dataset.rating === spec[0]));
@@ -380,18 +379,6 @@
       box.appendChild(thumb);
     });
     return box;
-  }
-
-  // A thumb drawn as SVG (no emoji font needed); the "down" button shows it turned over (CSS).
-  function thumbIcon() {
-    var ns = "http://www.w3.org/2000/svg";
-    var svg = document.createElementNS(ns, "svg");
-    svg.setAttribute("viewBox", "0 0 24 24");
-    svg.setAttribute("aria-hidden", "true");
-    var path = document.createElementNS(ns, "path");
-    path.setAttribute("d", "M7 22H4a2 2 0 0 1-2-2v-7a2 2 0 0 1 2-2h3m7-2V5a3 3 0 0 0-3-3l-4 9v11h11.3a2 2 0 0 0 2-1.7l1.4-9a2 2 0 0 0-2-2.3z");
-    svg.appendChild(path);
-    return svg;
   }
 
   function sendFeedback(el, rating, comment) {
