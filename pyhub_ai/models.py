@@ -239,6 +239,51 @@ class MessageFeedback(models.Model):
         return f"{self.get_rating_display()} #{self.message_id}"
 
 
+def _attachment_path(attachment: Attachment, filename: str) -> str:
+    """Where an attachment's file goes in the default storage: a random name, never the user's."""
+    import uuid
+    from pathlib import PurePath
+
+    suffix = PurePath(filename).suffix.lower()[:10]
+    return f"pyhub_ai/attachments/{uuid.uuid4().hex}{suffix}"
+
+
+class Attachment(models.Model):
+    """A file a user attached to a message (an image, or a text file), kept in Django's default
+    storage; the message refers to it by id (see ``pyhub_ai.attachments``). Only the user (or
+    anonymous visitor) who uploaded it may fetch it or send it."""
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="attachments", verbose_name=_("conversation")
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="+", verbose_name=_("user")
+    )
+    visitor_key = models.CharField(_("visitor key"), max_length=64, blank=True, default="")
+    # Like ConversationMessage.parent: no constraint, set once the message is stored.
+    message = models.ForeignKey(
+        ConversationMessage, on_delete=models.DO_NOTHING, db_constraint=False, null=True, blank=True,
+        related_name="+", verbose_name=_("message"),
+    )
+    file = models.FileField(_("file"), upload_to=_attachment_path, max_length=255)
+    name = models.CharField(_("name"), max_length=255, help_text=_("The file's name on the user's computer."))
+    content_type = models.CharField(_("type"), max_length=100)
+    size = models.PositiveIntegerField(_("size"), help_text=_("In bytes."))
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+        verbose_name = _("attachment")
+        verbose_name_plural = _("attachments")
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_image(self) -> bool:
+        return self.content_type.startswith("image/")
+
+
 class ThreadBranch(models.Model):
     """The branch a thread shows, once the thread has branched (see ``pyhub_ai.branches``).
 
