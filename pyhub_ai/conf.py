@@ -159,6 +159,11 @@ class Settings:
         return getattr(settings, "PYHUB_AI_LLM_SYSTEM_PROMPT", "You are a helpful assistant.")
 
     @property
+    def ATTACHMENT_MAX_BYTES(self) -> int:
+        """The largest file a user may attach to a message, in bytes (``pyhub_ai.attachments``)."""
+        return getattr(settings, "PYHUB_AI_ATTACHMENT_MAX_BYTES", 5 * 2**20)
+
+    @property
     def OFFLINE_MODEL_DELAY(self) -> float:
         """Seconds the offline demo model waits between streamed words (0 in tests)."""
         return getattr(settings, "PYHUB_AI_OFFLINE_MODEL_DELAY", 0.03)
@@ -181,6 +186,7 @@ NUMERIC_SETTINGS: tuple[tuple[str, type | tuple[type, ...], float], ...] = (
     ("PYHUB_AI_AGENT_TIMEOUT", (int, float), 1),
     ("PYHUB_AI_TOOL_TIMEOUT", (int, float), 0.1),
     ("PYHUB_AI_LLM_TIMEOUT", (int, float), 1),
+    ("PYHUB_AI_ATTACHMENT_MAX_BYTES", int, 1),
 )
 
 #: Numeric settings that may also be ``None`` (their default).

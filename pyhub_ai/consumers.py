@@ -101,7 +101,7 @@ class BaseAgentChatConsumer(
         try:
             frame = self.parse_client_frame(content)
             if frame.type == "user_message":
-                await self.start_turn(frame.text, frame.idempotency_key)
+                await self.start_turn(frame.text, frame.idempotency_key, frame.attachments)
             elif frame.type == "load_history":
                 await self.send_history_page(before=frame.before)
             elif frame.type == "stop":

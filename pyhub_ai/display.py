@@ -10,6 +10,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
 from . import codec
+from .attachments import message_attachments
 from .models import ConversationMessage
 
 
@@ -46,6 +47,9 @@ def message_object(row: ConversationMessage, versions: list[int] | None = None) 
         data["text"] = "[unreadable message]"
         return data
     data["text"] = message_text(message)
+    files = message_attachments(message)
+    if files:
+        data["attachments"] = files
     if isinstance(message, AIMessage) and message.tool_calls:
         data["tool_calls"] = [
             {"id": call.get("id"), "name": call["name"], "args": call["args"]} for call in message.tool_calls

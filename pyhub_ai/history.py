@@ -417,6 +417,12 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         )
         return [(pk, tokens) for pk, tokens, status, _ in walked if not complete_only or status == Status.COMPLETE][: self.max_messages]
 
+    def thread_fields(self) -> dict[str, Any]:
+        """``conversation_id``, ``user_id`` and ``visitor_key`` of this thread (its conversation known)."""
+        if self._conversation_id is None:
+            raise ValueError("The conversation of this history is not known yet.")
+        return self._thread_fields(self._conversation_id)
+
     def _key(self, conversation_id: Any) -> str:
         return locks.thread_key(conversation_id, self.user_id, self.visitor_key)
 

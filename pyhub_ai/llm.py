@@ -45,6 +45,8 @@ OPTIONAL_PROVIDERS = {
 #: ``additional_kwargs`` flag of the hidden message that starts a conversation
 #: (``llm_first_user_message_template``); the offline model never quotes it back.
 STARTER_FLAG = "pyhub_ai_starter"
+#: Where a user's message lists its attachments (``pyhub_ai.attachments.KWARG``; llm.py imports no model).
+ATTACHMENTS_KWARG = "pyhub_ai_attachments"
 
 #: Used as the API key for an OpenAI-compatible server configured with a base URL but no key.
 NO_KEY_PLACEHOLDER = "not-needed"
@@ -237,15 +239,17 @@ class OfflineChatModel(BaseChatModel):
             return gettext("The tool “%(name)s” answered:") % {"name": messages[-1].name} + f"\n\n```\n{result}\n```"
         last_human = next((m for m in reversed(messages) if isinstance(m, HumanMessage)), None)
         is_starter = last_human is not None and last_human.additional_kwargs.get(STARTER_FLAG)
-        said = last_human.text.strip() if last_human is not None and not is_starter else ""
+        said = _first_text(last_human).strip() if last_human is not None and not is_starter else ""
         intro = gettext(
             "I am the offline demo model of pyhub_ai, not a real AI. To talk to a real model, "
             "set OPENAI_API_KEY (or OPENAI_BASE_URL for an OpenAI-compatible server) and restart."
         )
+        files = [str(item.get("name", "")) for item in (last_human.additional_kwargs.get(ATTACHMENTS_KWARG) or [] if last_human else [])]
+        received = gettext("I received your files: %(names)s.") % {"names": ", ".join(files)} + "\n\n" if files else ""
         if not said:
-            return intro
+            return received + intro
         quoted = said if len(said) <= 200 else said[:200] + "…"
-        return gettext("You said: “%(text)s”.") % {"text": quoted} + "\n\n" + intro
+        return gettext("You said: “%(text)s”.") % {"text": quoted} + "\n\n" + received + intro
 
     def _pieces(self, messages: list[BaseMessage]) -> list[str]:
         text = self.reply_for(messages)
@@ -291,6 +295,14 @@ class OfflineChatModel(BaseChatModel):
                 await asyncio.sleep(self.delay)
             yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
         yield ChatGenerationChunk(message=AIMessageChunk(content="", usage_metadata=self._usage(messages, pieces)))
+
+
+def _first_text(message: BaseMessage) -> str:
+    """A message's own text: its string content, or its first text block (attached text
+    files follow it as blocks of their own, see ``pyhub_ai.attachments.for_model``)."""
+    if isinstance(message.content, str):
+        return message.content
+    return next((str(b.get("text", "")) for b in message.content if isinstance(b, dict) and b.get("type") == "text"), "")
 
 
 def _xy_arguments(text: str, messages: list[BaseMessage]) -> dict[str, str]:

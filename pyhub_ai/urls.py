@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.urls import path
 
 from . import converters  # noqa: F401  (registers <pk:...>)
-from . import views
+from . import attachment_views, views
 
 app_name = "pyhub_ai"
 
@@ -19,4 +19,6 @@ urlpatterns = [
     path("<pk:pk>/", views.ConversationChatView.as_view(), name="conversation_chat"),
     path("<pk:pk>/rename/", views.ConversationRenameView.as_view(), name="conversation_rename"),
     path("<pk:pk>/delete/", views.ConversationDeleteView.as_view(), name="conversation_delete"),
+    path("<pk:pk>/attachments/", attachment_views.upload, name="attachment_upload"),
+    path("attachments/<pk:pk>/", attachment_views.download, name="attachment"),
 ]

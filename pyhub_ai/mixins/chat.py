@@ -12,15 +12,17 @@ from django.db import DatabaseError
 from django.utils.translation import gettext
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, message_chunk_to_message
 
-from .. import budgets
+from asgiref.sync import sync_to_async
+
+from .. import attachments, budgets
+from ..branches import UnknownMessage
 from ..conf import conf
 from ..display import message_object
-from ..branches import UnknownMessage
 from ..history import DjangoChatMessageHistory, DuplicateMessage, ThreadAlreadyStarted, Turn
 from ..ledger import ModelCall
 from ..llm import STARTER_FLAG, OpenAIReplyStream, ReplyStream, parse_model, reply_stream
 from ..locks import Lease, ThreadBusy, is_locked, thread_lock
-from ..models import ConversationMessage
+from ..models import Attachment, ConversationMessage
 from ..usage import UsageLimited, Visitor, admit_model_call
 from .protocol import FrameError
 
@@ -62,10 +64,11 @@ class ChatMixin:
         """Whether the client is still waiting for the current reply."""
         return self._reply_open
 
-    async def start_turn(self, text: str, idempotency_key: str = "") -> None:
+    async def start_turn(self, text: str, idempotency_key: str = "", attachment_ids: tuple[int, ...] = ()) -> None:
         if self.is_turn_running():
             raise FrameError("turn_in_progress", gettext("Please wait until the current reply is finished."))
-        await self._launch_turn(self.run_turn(HumanMessage(content=text), idempotency_key=idempotency_key))
+        turn = self.run_turn(HumanMessage(content=text), idempotency_key=idempotency_key, attachment_ids=attachment_ids)
+        await self._launch_turn(turn)
 
     async def start_edit(self, message_id: int, text: str, idempotency_key: str = "") -> None:
         """Store ``text`` as a new version of the user's message ``message_id`` and answer it
@@ -197,6 +200,7 @@ class ChatMixin:
         only_if_empty: bool = False,
         edit_of: int | None = None,
         regenerate: int | None = None,
+        attachment_ids: tuple[int, ...] = (),
     ) -> None:
         """Run one turn while holding the thread's lock, so turns from several tabs or workers
         never interleave and each reply is built from a complete history.
@@ -210,7 +214,9 @@ class ChatMixin:
 
         ``edit_of`` and ``regenerate`` (message ids) make the turn a new branch
         (``DjangoChatMessageHistory.start_turn``); a message that is not this thread's is
-        refused with ``not_found`` before anything is stored or counted.
+        refused with ``not_found`` before anything is stored or counted. ``attachment_ids`` (the
+        visitor's unused uploads of this conversation, ``pyhub_ai.attachments.claim``) are
+        claimed in the same transaction and named by the human message.
         """
         history = self.history
         visitor = self.get_usage_visitor()
@@ -219,9 +225,14 @@ class ChatMixin:
             if only_if_empty and history.has_messages():
                 raise ThreadAlreadyStarted()
             admit_model_call(visitor)
-            return history.start_turn(
-                human_message, visible=visible, idempotency_key=idempotency_key, lease=lease, edit_of=edit_of, regenerate=regenerate
+            files = attachments.claim(list(attachment_ids), history.thread_fields()) if attachment_ids else []
+            message = attachments.human_message(human_message.text, files) if files else human_message
+            turn = history.start_turn(
+                message, visible=visible, idempotency_key=idempotency_key, lease=lease, edit_of=edit_of, regenerate=regenerate
             )
+            if files:
+                Attachment.objects.filter(pk__in=[f.pk for f in files]).update(message=turn.human)
+            return turn
 
         lease = None
         try:
@@ -229,7 +240,7 @@ class ChatMixin:
                 async with thread_lock(history.thread_key, wait=conf.TURN_LOCK_WAIT, on_acquire=start) as lease:
                     turn = lease.value
                     branch = edit_of is not None or regenerate is not None
-                    await self.run_locked_turn(history, turn, human_message or turn.human.message, visible=visible, branch=branch)
+                    await self.run_locked_turn(history, turn, turn.human.message, visible=visible, branch=branch)
         except ThreadBusy:
             await self.fail_reply("conversation_busy", gettext("This conversation is busy with another reply. Please try again."))
         except ThreadAlreadyStarted:  # nothing was stored
@@ -240,6 +251,8 @@ class ChatMixin:
             await self.fail_reply(refusal.code, refusal.message)
         except UnknownMessage as unknown:  # nothing was stored: another thread's message is as unknown as a missing one
             await self.fail_reply("not_found", gettext("This message does not exist."), detail=f"message {unknown} is not in this thread")
+        except LookupError:  # attachments that are not this visitor's unused uploads here: nothing was stored
+            await self.fail_reply("not_found", gettext("This attachment does not exist."), detail=f"attachments {attachment_ids}")
         except DuplicateMessage as duplicate:
             self._reply_open = False
             await self.send_frame("message", message=message_object(duplicate.existing), duplicate=True)
@@ -276,6 +289,8 @@ class ChatMixin:
         self._reply_stream = None  # nothing streamed yet: a failure before the stream stores an empty reply
         try:
             prompt = self.get_llm_prompt_messages(turn.previous_messages, human_message)
+            if attachments.has_files(prompt):
+                prompt = await sync_to_async(attachments.for_model)(prompt)
             reply = await self.produce_reply(history, turn, prompt)
         except asyncio.CancelledError:
             await self._store_reply(history, turn, self._partial_reply, Status.INTERRUPTED)

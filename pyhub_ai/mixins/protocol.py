@@ -11,7 +11,7 @@ from django.conf import settings
 from django.utils import translation
 from django.utils.translation import gettext
 
-from .. import feedback
+from .. import attachments, feedback
 from ..conf import conf
 from ..converters import MAX_PK
 from ..display import message_object
@@ -67,6 +67,7 @@ class ClientFrame:
     model: str = ""
     message_id: int | None = None
     rating: str | None = None
+    attachments: tuple[int, ...] = ()
 
 
 class FrameProtocolMixin:
@@ -118,7 +119,8 @@ class FrameProtocolMixin:
             text = content.get("text")
             if not isinstance(text, str):
                 raise FrameError("invalid_frame", gettext("The message has no text."), "user_message without a string 'text'")
-            if not text.strip():
+            files = self.parse_attachment_ids(content)
+            if not text.strip() and not files:
                 raise FrameError("empty_message", gettext("The message is empty."))
             if "\x00" in text or not _encodable(text):
                 raise FrameError("invalid_frame", gettext("The message contains characters that cannot be stored."), "NUL or lone surrogate")
@@ -127,7 +129,7 @@ class FrameProtocolMixin:
             key = content.get("idempotency_key", "")
             if not isinstance(key, str) or not IDEMPOTENCY_KEY.fullmatch(key or "x"):
                 raise FrameError("invalid_frame", gettext("The message could not be read."), f"bad idempotency_key: {key!r}")
-            return ClientFrame(type="user_message", text=text, idempotency_key=key)
+            return ClientFrame(type="user_message", text=text, idempotency_key=key, attachments=files)
         if frame_type == "load_history":
             before = content.get("before")
             if not isinstance(before, int) or isinstance(before, bool) or not 1 <= before <= MAX_PK:
@@ -145,6 +147,16 @@ class FrameProtocolMixin:
         if frame_type == "feedback":
             return self.parse_feedback_frame(content)
         raise FrameError("invalid_frame", gettext("Unknown message type."), f"unknown type {frame_type!r}")
+
+    def parse_attachment_ids(self, content: dict[str, Any]) -> tuple[int, ...]:
+        """A ``user_message``'s optional ``attachments``: ids of the visitor's uploads (1.3)."""
+        ids = content.get("attachments", [])
+        if (
+            not isinstance(ids, list) or len(ids) > attachments.MAX_PER_MESSAGE
+            or not all(isinstance(pk, int) and not isinstance(pk, bool) and 1 <= pk <= MAX_PK for pk in ids)
+        ):
+            raise FrameError("invalid_frame", gettext("The attachments could not be read."), f"bad 'attachments': {ids!r:.100}")
+        return tuple(ids)
 
     def parse_feedback_frame(self, content: dict[str, Any]) -> ClientFrame:
         """``feedback``: ``message_id``, ``rating`` ("up", "down", or ``null`` to remove it) and
