@@ -51,7 +51,7 @@ def sales_analyst_chat(request: HttpRequest) -> HttpResponse:
     conversation = Conversation.objects.filter(session_id=session_id, user=request.user).first()
     if conversation is None:
         return render(request, "example/data_start.html")
-    return render(request, "example/data_room.html", {"ws_url": f"/ws/example/data/{conversation.pk}/"})
+    return render(request, "example/data_room.html", {"ws_url": f"/ws/example/data/{conversation.pk}/", "conversation": conversation})
 
 
 @login_required

@@ -32,7 +32,7 @@
   var loadingMore = false;
   var awaitingReply = false; // user_message sent, reply not started yet
   var expectFirstTurn = false; // empty thread: the server may start the first turn itself
-  var pending = null; // {text, key}: a user_message not yet echoed; resent (same key) on reconnect
+  var pending = null; // {text, key, attachments}: a user_message not yet echoed; resent (same key) on reconnect
   var queued = null; // {text, el}: written while a reply ran (or before connecting); sent when it ends
   var stopRequested = false; // Stop pressed before our reply started streaming
   var stream = null; // {turnId, el, text, frame, own, stopping}
@@ -42,6 +42,7 @@
   var composing = false;
   var typingEl = null;
   var target = null; // {id, switched}: the message of the page's #message-<id>, sought after connecting
+  var attached = []; // {id, name, el}: files uploaded for the next message (id null while uploading)
 
   // ---- helpers -------------------------------------------------------------------------
 
@@ -126,6 +127,9 @@
     }
     el.appendChild(make("span", "pyhub-msg-role", t(ROLE_LABELS[role])));
     el.appendChild(role === "tool" ? toolResult(message) : messageBody(role, message.text));
+    if (role === "human" && Array.isArray(message.attachments) && message.attachments.length) {
+      el.appendChild(attachmentList(message.attachments));
+    }
     if (role === "tool" && message.artifact) {
       el.appendChild(artifact(message.artifact));
     }
@@ -247,6 +251,38 @@
       }
       box.appendChild(table);
     }
+    return box;
+  }
+
+  // A user's files: images as thumbnails, other files as links (site URLs only, built as DOM).
+  function attachmentList(files) {
+    var box = make("div", "pyhub-msg-files");
+    files.forEach(function (file) {
+      var url = String(file.url || "");
+      if (!/^\/(?!\/)/.test(url)) {
+        box.appendChild(make("span", "pyhub-msg-file", String(file.name || "")));
+        return;
+      }
+      var link = make("a", "pyhub-msg-file");
+      link.href = url;
+      link.target = "_blank";
+      link.rel = "noopener";
+      if (/^image\//.test(String(file.type || ""))) {
+        var img = make("img");
+        img.src = url;
+        img.alt = String(file.name || "");
+        img.loading = "lazy";
+        img.addEventListener("load", function () {
+          if (sticky) {
+            scrollToBottom();
+          }
+        });
+        link.appendChild(img);
+      } else {
+        link.textContent = String(file.name || "");
+      }
+      box.appendChild(link);
+    });
     return box;
   }
 
@@ -1092,7 +1128,7 @@
     els.counter.dataset.over = String(tooLong);
     els.input.setAttribute("aria-invalid", String(tooLong));
     els.input.disabled = stopped;
-    els.send.disabled = !canSend() || tooLong;
+    els.send.disabled = !canSend() || tooLong || uploading();
     var showStop = canStop();
     var stopHadFocus = document.activeElement === els.stop;
     els.stop.hidden = !showStop;
@@ -1111,7 +1147,11 @@
   }
 
   function sendPending() {
-    send({ type: "user_message", text: pending.text, idempotency_key: pending.key });
+    var frame = { type: "user_message", text: pending.text, idempotency_key: pending.key };
+    if (pending.attachments && pending.attachments.length) {
+      frame.attachments = pending.attachments;
+    }
+    send(frame);
     awaitingReply = true;
     expectFirstTurn = false;
     showTyping(true);
@@ -1120,10 +1160,12 @@
 
   // Sends `text` as a new user message (fresh idempotency key); false if it cannot be sent now.
   function sendText(text) {
-    if (!canSend() || !text.trim() || isTooLong(text)) {
+    var files = readyFiles();
+    if (!canSend() || (!text.trim() && !files.length) || isTooLong(text) || uploading()) {
       return false;
     }
-    pending = { text: text, key: newKey() };
+    pending = { text: text, key: newKey(), attachments: files };
+    clearFiles();
     clearError();
     scrollToBottom();
     sendPending();
@@ -1133,7 +1175,7 @@
   function sendMessage() {
     var text = els.input.value;
     var sent = sendText(text);
-    if (!sent && text.trim() && !isTooLong(text) && !stopped && !queued) {
+    if (!sent && text.trim() && !isTooLong(text) && !stopped && !queued && !attached.length) {
       queueText(text); // a reply is running (or the page is connecting): sent when it is done
       sent = true;
     }
@@ -1143,6 +1185,68 @@
       refreshForm();
       els.input.focus();
     }
+  }
+
+  // ---- files attached to the next message ------------------------------------------------
+
+  function readyFiles() {
+    return attached.filter(function (file) { return file.id != null; }).map(function (file) { return file.id; });
+  }
+
+  function uploading() {
+    return attached.some(function (file) { return file.id == null; });
+  }
+
+  function clearFiles() {
+    attached = [];
+    if (els.files) {
+      els.files.replaceChildren();
+      els.files.hidden = true;
+    }
+  }
+
+  function dropFile(file) {
+    attached = attached.filter(function (other) { return other !== file; });
+    file.el.remove();
+    els.files.hidden = !attached.length;
+    refreshForm();
+  }
+
+  // Uploads a chosen file (the page's CSRF token in a header); a chip shows it until it is sent.
+  function attachFile(chosen) {
+    var file = { id: null, name: chosen.name, el: make("li", "pyhub-chat-file-chip") };
+    file.el.appendChild(make("span", "pyhub-chat-file-name", chosen.name));
+    var state = file.el.appendChild(make("span", "pyhub-chat-file-state", t("uploading")));
+    var remove = button("pyhub-chat-file-remove", "×");
+    remove.setAttribute("aria-label", t("removeFile", { name: chosen.name }));
+    remove.addEventListener("click", function () {
+      dropFile(file);
+      els.input.focus();
+    });
+    file.el.appendChild(remove);
+    attached.push(file);
+    els.files.appendChild(file.el);
+    els.files.hidden = false;
+    refreshForm();
+    var body = new FormData();
+    body.append("file", chosen);
+    var token = els.form.querySelector("input[name=csrfmiddlewaretoken]");
+    fetch(root.dataset.uploadUrl, {
+      method: "POST", body: body, credentials: "same-origin",
+      headers: token ? { "X-CSRFToken": token.value } : {}
+    }).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (data) {
+        if (!response.ok || data.id == null) {
+          throw new Error(data.error || t("genericError"));
+        }
+        file.id = data.id;
+        state.remove();
+        file.el.dataset.ready = "true";
+      });
+    }).catch(function (error) {
+      dropFile(file);
+      showError(t("uploadFailed", { name: chosen.name, error: error.message }));
+    }).then(refreshForm);
   }
 
   // ---- a message written while a reply runs ----------------------------------------------
@@ -1264,8 +1368,21 @@
       send: byId("pyhub-chat-send"),
       stop: byId("pyhub-chat-stop"),
       counter: byId("pyhub-chat-counter"),
-      model: byId("pyhub-chat-model")
+      model: byId("pyhub-chat-model"),
+      attach: byId("pyhub-chat-attach"),
+      file: byId("pyhub-chat-file"),
+      files: byId("pyhub-chat-files")
     };
+    if (els.attach && els.file && els.files && root.dataset.uploadUrl) {
+      els.attach.addEventListener("click", function () {
+        els.file.click();
+      });
+      els.file.addEventListener("change", function () {
+        Array.prototype.forEach.call(els.file.files, attachFile);
+        els.file.value = "";
+        els.input.focus();
+      });
+    }
     els.form.addEventListener("submit", function (event) {
       event.preventDefault();
       sendMessage();
