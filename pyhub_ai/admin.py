@@ -25,6 +25,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -35,7 +36,9 @@ from langchain_core.messages import AIMessage, ToolMessage
 from . import branches, codec, transfer
 from .display import message_text
 from .feedback_admin import FeedbackFilter, export_feedback
-from .models import Conversation, ConversationMessage, MessageFeedback
+from .attachment_views import serve_attachment
+from .attachments import message_attachments
+from .models import Attachment, Conversation, ConversationMessage, MessageFeedback
 
 #: Messages per page of a conversation's thread in the admin.
 THREAD_PAGE_SIZE = 100
@@ -81,6 +84,7 @@ class ThreadItem:
     table: dict[str, Any] | None = None
     version: int = 0  # with versions: which one this is (1-based), of how many
     versions: int = 0
+    files: list[dict[str, Any]] = field(default_factory=list)  # a user's attachments, admin URLs
 
     @property
     def role(self) -> str:
@@ -106,6 +110,10 @@ def thread_item(row: ConversationMessage, conversation: Conversation, versions: 
         return item
     item.text = message_text(message)
     item.markdown = isinstance(message, AIMessage)
+    item.files = [
+        {**file, "url": reverse("admin:pyhub_ai_conversation_attachment", args=[conversation.pk, file["id"]])}
+        for file in message_attachments(message)
+    ]
     if isinstance(message, ToolMessage):
         item.tool_name = message.name or message.tool_call_id
         artifact = message.artifact if isinstance(message.artifact, dict) else {}
@@ -289,6 +297,7 @@ class ConversationAdmin(QueryValuesAdminMixin, admin.ModelAdmin):
             path("<path:object_id>/export/jsonl/", wrap(self.export_view), {"export_format": "jsonl"}, name="%s_%s_export_jsonl" % info),
             path("<path:object_id>/export/markdown/", wrap(self.export_view), {"export_format": "markdown"}, name="%s_%s_export_markdown" % info),
             path("<path:object_id>/clear/", wrap(self.clear_view), name="%s_%s_clear" % info),
+            path("<path:object_id>/attachments/<int:pk>/", wrap(self.attachment_view), name="%s_%s_attachment" % info),
             *super().get_urls(),
         ]
 
@@ -304,6 +313,13 @@ class ConversationAdmin(QueryValuesAdminMixin, admin.ModelAdmin):
         if not self.has_view_or_change_permission(request, conversation):
             raise PermissionDenied
         return export_response(Conversation.objects.filter(pk=conversation.pk), export_format, f"conversation-{conversation.pk}")
+
+    def attachment_view(self, request: HttpRequest, object_id: str, pk: int) -> HttpResponse:
+        """A file attached to a message of the conversation (GET; needs the view permission)."""
+        conversation = self._get_object_or_404(request, object_id)
+        if not self.has_view_or_change_permission(request, conversation):
+            raise PermissionDenied
+        return serve_attachment(get_object_or_404(Attachment, pk=pk, conversation=conversation))
 
     def clear_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Asks for confirmation (GET), then deletes every message of the conversation (POST)."""

@@ -40,7 +40,11 @@ def download(request: HttpRequest, pk: int) -> FileResponse:
     files downloaded; never sniffed or run by the browser)."""
     if not request.user.is_authenticated:
         raise Http404
-    attachment = get_object_or_404(Attachment, pk=pk, user=request.user)
+    return serve_attachment(get_object_or_404(Attachment, pk=pk, user=request.user))
+
+
+def serve_attachment(attachment: Attachment) -> FileResponse:
+    """The response of an attachment's file (also the admin's, ``ConversationAdmin.attachment_view``)."""
     response = FileResponse(
         attachment.file.open("rb"), content_type=attachment.content_type, as_attachment=not attachment.is_image,
         filename=attachment.name,

@@ -148,3 +148,10 @@ def message_attachments(message: BaseMessage) -> list[dict[str, Any]]:
             url = ""
         shown.append({"id": item["id"], "name": str(item.get("name", "")), "type": str(item.get("type", "")), "url": url})
     return shown
+
+
+def delete_file(sender: type, instance: Attachment, **kwargs: Any) -> None:
+    """``post_delete`` of an attachment (its conversation deleted, pyhub_ai_prune, the admin):
+    its file leaves the storage too. Connected by ``PyhubAiConfig.ready``."""
+    if instance.file:
+        instance.file.delete(save=False)

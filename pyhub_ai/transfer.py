@@ -33,6 +33,7 @@ from django.utils import timezone
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
 from . import branches, codec, locks
+from .attachments import message_attachments
 from .display import message_text
 from .history import DjangoChatMessageHistory
 from .models import Conversation, ConversationMessage, ThreadBranch, role_of
@@ -194,6 +195,8 @@ def _markdown_message(row: ConversationMessage) -> str:
         speaker = f"Tool ({message.name or message.tool_call_id})"
         note = note or (" _(error)_" if message.status == "error" else "")
     lines = [f"**{speaker}**: {message_text(message)}{note}"]
+    for file in message_attachments(message):  # images as Markdown images: thumbnails where it is rendered
+        lines.append(f"- ![{file['name']}]({file['url']})" if file["type"].startswith("image/") else f"- Attachment: [{file['name']}]({file['url']})")
     for call in message.tool_calls if isinstance(message, AIMessage) else []:
         arguments = ", ".join(f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in call["args"].items())
         lines.append(f"- Tool call: `{call['name']}({arguments})`")

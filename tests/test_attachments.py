@@ -155,3 +155,57 @@ async def test_the_offline_model_acknowledges_the_files(user_a, use_model):
 
     assert reply["text"].startswith("I received your files: photo.png.")
     await tab.disconnect()
+
+
+# -- The admin, exports and prune -----------------------------------------------------------------
+
+
+@pytest.fixture
+def sent_image(user_a):
+    """A conversation of user_a whose message carries an image."""
+    from pyhub_ai.attachments import human_message
+
+    conversation = Conversation.objects.create(user=user_a, title="With a photo")
+    image = stored_attachment(conversation, user_a)
+    row = ConversationMessage.from_message(human_message("look", [image]), conversation=conversation, user=user_a)
+    row.save()
+    Attachment.objects.filter(pk=image.pk).update(message=row)
+    return conversation, image
+
+
+@pytest.mark.django_db
+def test_the_admin_thread_shows_the_image_and_serves_it_to_staff(admin_client, sent_image):
+    conversation, image = sent_image
+    html = admin_client.get(reverse("admin:pyhub_ai_conversation_change", args=[conversation.pk])).content.decode()
+
+    url = reverse("admin:pyhub_ai_conversation_attachment", args=[conversation.pk, image.pk])
+    assert f'<img class="pyhub-admin-thumbnail" src="{url}" alt="photo.png"' in html
+    assert b"".join(admin_client.get(url).streaming_content) == PNG
+
+
+@pytest.mark.django_db
+def test_the_markdown_export_shows_the_image(sent_image):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    conversation, image = sent_image
+    out = StringIO()
+    call_command("pyhub_ai_export", "--format", "markdown", "--conversation", str(conversation.pk), stdout=out)
+
+    assert f"- ![photo.png](/chat/attachments/{image.pk}/)" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_pruning_a_conversation_deletes_its_files_from_the_storage(sent_image):
+    from django.core.files.storage import default_storage
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    conversation, image = sent_image
+    Conversation.objects.filter(pk=conversation.pk).update(expires_at=timezone.now())
+    assert default_storage.exists(image.file.name)
+
+    call_command("pyhub_ai_prune", stdout=None)
+
+    assert not default_storage.exists(image.file.name) and not Attachment.objects.exists()
