@@ -17,11 +17,9 @@ from .test_browser_ux import (  # noqa: F401  (fixtures)
     browser,
     check,
     fast_server,
-    open_chat,
-    open_page,
+    open_room,
     room,
     sent_frames,
-    sign_in,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -42,10 +40,7 @@ def square_png(size: int = 96) -> bytes:
 
 
 async def test_an_attached_image_is_sent_answered_and_shown_again_after_a_reload(fast_server, browser, room) -> None:
-    session = await open_page(browser)
-    page = session.page
-    await sign_in(page, fast_server)
-    await open_chat(page, fast_server, room)
+    session, page = await open_room(browser, fast_server, room)
 
     await expect(page.locator("#pyhub-chat-attach")).to_be_visible()
     await page.locator("#pyhub-chat-file").set_input_files([
@@ -74,10 +69,7 @@ async def test_an_attached_image_is_sent_answered_and_shown_again_after_a_reload
 
 
 async def test_a_file_of_another_type_is_refused_with_a_message(fast_server, browser, room) -> None:
-    session = await open_page(browser)
-    page = session.page
-    await sign_in(page, fast_server)
-    await open_chat(page, fast_server, room)
+    session, page = await open_room(browser, fast_server, room)
 
     await page.locator("#pyhub-chat-file").set_input_files([{"name": "tool.exe", "mimeType": "application/octet-stream", "buffer": b"MZ\x90\x00"}])
 

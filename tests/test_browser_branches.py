@@ -8,18 +8,15 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import Page, expect
 
-from .test_browser import HUMAN, TIMEOUT_MS, browser_user, screenshot  # noqa: F401
+from .test_browser import HUMAN, browser_user, screenshot  # noqa: F401
 from .test_browser_ux import (  # noqa: F401  (fixtures)
     COMPLETE,
     REPLY_TIMEOUT_MS,
     browser,
     check,
     fast_server,
-    open_chat,
-    open_page,
+    open_room,
     room,
-    sent_frames,
-    sign_in,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -40,10 +37,7 @@ async def human_texts(page: Page) -> list[str]:
 
 
 async def test_editing_a_message_makes_a_branch_that_can_be_switched_back_and_forth_and_survives_a_reload(fast_server, browser, room) -> None:
-    session = await open_page(browser)
-    page = session.page
-    await sign_in(page, fast_server)
-    await open_chat(page, fast_server, room)
+    session, page = await open_room(browser, fast_server, room)
     await say(page, "one")
     await say(page, "two")
 
@@ -88,10 +82,7 @@ async def test_editing_a_message_makes_a_branch_that_can_be_switched_back_and_fo
 
 
 async def test_regenerate_keeps_the_question_once_and_shows_both_replies_as_versions(fast_server, browser, room) -> None:
-    session = await open_page(browser, locale="ko-KR", color_scheme="dark")
-    page = session.page
-    await sign_in(page, fast_server)
-    await open_chat(page, fast_server, room)
+    session, page = await open_room(browser, fast_server, room, locale="ko-KR", color_scheme="dark")
     await say(page, "다시 답해 주세요")
     first_id = await answer_to(page, "다시 답해 주세요").get_attribute("data-id")
 

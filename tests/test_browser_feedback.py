@@ -10,9 +10,9 @@ from playwright.async_api import expect
 
 from pyhub_ai.models import MessageFeedback
 
-from .test_browser import PASSWORD, TIMEOUT_MS, browser_user, screenshot  # noqa: F401
+from .test_browser import PASSWORD, browser_user, screenshot  # noqa: F401
 from .test_browser_branches import answer_to, say
-from .test_browser_ux import browser, check, fast_server, open_chat, open_page, room, sign_in  # noqa: F401
+from .test_browser_ux import browser, check, fast_server, open_page, open_room, room  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -20,10 +20,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 async def test_a_thumbs_down_with_a_comment_is_kept_after_a_reload_and_found_by_the_admin_filter(
     fast_server, browser, room, django_user_model
 ) -> None:
-    session = await open_page(browser)
-    page = session.page
-    await sign_in(page, fast_server)
-    await open_chat(page, fast_server, room)
+    session, page = await open_room(browser, fast_server, room)
     await say(page, "Where is the station?")
     reply = answer_to(page, "Where is the station?")
 

@@ -19,7 +19,7 @@ from .test_browser_ux import (  # noqa: F401  (fixtures)
     browser,
     check,
     fast_server,
-    open_chat,
+    open_room,
     open_page,
     room,
     sent_frames,
@@ -34,10 +34,7 @@ QUEUED = '#pyhub-chat-messages .pyhub-msg-queued'
 
 async def write_while_a_reply_streams(browser, server, room, text: str):
     """Sign in, send "First question", and send ``text`` while its reply streams."""
-    session = await open_page(browser)
-    page = session.page
-    await sign_in(page, server)
-    await open_chat(page, server, room)
+    session, page = await open_room(browser, server, room)
     chat_input = page.locator("#pyhub-chat-input")
     await chat_input.fill("First question")
     await chat_input.press("Enter")
@@ -99,10 +96,7 @@ async def test_typing_at_once_in_a_new_conversation_waits_for_the_greeting(slow_
 
 
 async def test_stop_leaves_the_retry_button_in_view(slow_server, browser, room) -> None:
-    session = await open_page(browser, viewport=(1024, 500))
-    page = session.page
-    await sign_in(page, slow_server)
-    await open_chat(page, slow_server, room)
+    session, page = await open_room(browser, slow_server, room, viewport=(1024, 500))
     await page.locator("#pyhub-chat-input").fill("Tell me a long story")
     await page.locator("#pyhub-chat-input").press("Enter")
     await expect(page.locator(STREAMING + " .pyhub-msg-body")).not_to_be_empty(timeout=TIMEOUT_MS)
@@ -155,10 +149,7 @@ async def test_the_data_room_has_the_site_header_and_a_way_back_and_stays_at_the
 
 
 async def test_on_a_phone_the_site_header_is_one_row_and_the_chat_keeps_most_of_the_screen(fast_server, browser, room) -> None:
-    session = await open_page(browser, locale="ko-KR", viewport=(390, 844), is_mobile=True, has_touch=True)
-    page = session.page
-    await sign_in(page, fast_server)
-    await open_chat(page, fast_server, room)
+    session, page = await open_room(browser, fast_server, room, locale="ko-KR", viewport=(390, 844), is_mobile=True, has_touch=True)
 
     header = await page.locator(".site-header").bounding_box()
     assert header["height"] <= 48, f"the site header wraps ({header['height']}px)"
@@ -178,10 +169,7 @@ async def test_on_a_phone_the_site_header_is_one_row_and_the_chat_keeps_most_of_
 
 
 async def test_the_sidebar_counts_the_messages_while_chatting_and_says_just_now(fast_server, browser, room) -> None:
-    session = await open_page(browser)
-    page = session.page
-    await sign_in(page, fast_server)
-    await open_chat(page, fast_server, room)
+    session, page = await open_room(browser, fast_server, room)
     current = page.locator("#room-current-count")
     await expect(current).to_contain_text("1 message")
 
@@ -211,10 +199,7 @@ async def test_a_failed_sign_in_keeps_the_username(fast_server, browser, browser
 
 
 async def test_korean_text_wraps_between_words(fast_server, browser, room) -> None:
-    session = await open_page(browser, locale="ko-KR", viewport=(390, 844), is_mobile=True)
-    page = session.page
-    await sign_in(page, fast_server)
-    await open_chat(page, fast_server, room)
+    session, page = await open_room(browser, fast_server, room, locale="ko-KR", viewport=(390, 844), is_mobile=True)
     await page.locator("#pyhub-chat-input").fill("안녕하세요 저는 오늘 스타벅스에서 아메리카노를 주문하고 싶습니다 그리고 케이크도 하나 주세요")
     await page.locator("#pyhub-chat-input").press("Enter")
     await expect(page.locator(COMPLETE)).to_have_count(2, timeout=REPLY_TIMEOUT_MS)

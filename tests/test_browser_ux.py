@@ -149,6 +149,14 @@ async def open_chat(page: Page, base_url: str, room: LLMChatRoom) -> None:
     await expect(page.locator("#pyhub-chat-connection")).to_have_attribute("data-state", "open", timeout=TIMEOUT_MS)
 
 
+async def open_room(browser, base_url: str, room: LLMChatRoom, **options) -> tuple[Session, Page]:
+    """A new signed-in page showing ``room``'s chat, connected (``options``: see ``open_page``)."""
+    session = await open_page(browser, **options)
+    await sign_in(session.page, base_url)
+    await open_chat(session.page, base_url, room)
+    return session, session.page
+
+
 @pytest.fixture
 def room(browser_user) -> LLMChatRoom:
     """A room whose thread for the browser user already has a greeting (so no starter turn runs)."""
