@@ -1,4 +1,5 @@
-"""Files attached to a user's message: images, and text files (CSV, Markdown, plain text).
+"""Files attached to a user's message: images, text files (CSV, Markdown, plain text, JSON),
+and PDF files when pypdf is installed (``pip install "pyhub_ai[pdf]"``: their text is read).
 
 The upload view (``pyhub_ai.attachment_views.upload``) calls ``store_upload``; the
 ``user_message`` frame names the uploaded ids (``ChatMixin.start_turn``), and ``claim`` checks
@@ -56,6 +57,10 @@ def sniff(upload: UploadedFile) -> str:
     for signature, content_type in IMAGE_SIGNATURES.items():
         if head.startswith(signature):
             return content_type
+    if head.startswith(b"%PDF-"):
+        if not _reads_pdf():
+            raise AttachmentRefused(gettext("PDF files cannot be read on this site."))
+        return "application/pdf"
     extension = "." + upload.name.rsplit(".", 1)[-1].lower() if "." in upload.name else ""
     if extension in TEXT_TYPES:
         try:
@@ -65,7 +70,15 @@ def sniff(upload: UploadedFile) -> str:
         finally:
             upload.seek(0)
         return TEXT_TYPES[extension]
-    raise AttachmentRefused(gettext("Only images (PNG, JPEG, GIF, WebP) and text files (TXT, CSV, MD, JSON) can be attached."))
+    raise AttachmentRefused(gettext("Only images (PNG, JPEG, GIF, WebP), text files (TXT, CSV, MD, JSON) and PDF files can be attached."))
+
+
+def _reads_pdf() -> bool:
+    try:
+        import pypdf  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def store_upload(upload: UploadedFile, thread: dict[str, Any]) -> Attachment:
@@ -130,8 +143,24 @@ def _block(attachment: Attachment) -> dict[str, Any]:
     if attachment.is_image:
         url = f"data:{attachment.content_type};base64,{base64.b64encode(data).decode('ascii')}"
         return {"type": "image_url", "image_url": {"url": url}}
-    text = data.decode("utf-8", errors="replace")[:MAX_TEXT_CHARS]
-    return {"type": "text", "text": f"[{attachment.name}]\n{text}"}
+    text = _pdf_text(data) if attachment.content_type == "application/pdf" else data.decode("utf-8", errors="replace")
+    return {"type": "text", "text": f"[{attachment.name}]\n{text[:MAX_TEXT_CHARS]}"}
+
+
+def _pdf_text(data: bytes) -> str:
+    """The text of a PDF's pages (pypdf); a PDF that cannot be read says so to the model."""
+    import io
+
+    import pypdf
+
+    try:
+        reader = pypdf.PdfReader(io.BytesIO(data))
+        text, pages = [], iter(reader.pages)
+        while sum(map(len, text)) < MAX_TEXT_CHARS and (page := next(pages, None)) is not None:
+            text.append(page.extract_text() or "")
+        return "\n".join(text)
+    except Exception:  # pypdf raises many kinds of errors for broken files
+        return gettext("(The text of this PDF file could not be read.)")
 
 
 def message_attachments(message: BaseMessage) -> list[dict[str, Any]]:

@@ -209,3 +209,39 @@ def test_pruning_a_conversation_deletes_its_files_from_the_storage(sent_image):
     call_command("pyhub_ai_prune", stdout=None)
 
     assert not default_storage.exists(image.file.name) and not Attachment.objects.exists()
+
+
+def pdf_with_text(text: str) -> bytes:
+    """A one-page PDF that shows ``text`` (Helvetica), written out by hand."""
+    stream = f"BT /F1 18 Tf 40 100 Td ({text}) Tj ET".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 200] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1) + b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+@pytest.mark.django_db
+def test_a_pdf_is_accepted_and_the_model_reads_its_text(client, user_a):
+    from langchain_core.messages import HumanMessage
+
+    from pyhub_ai.attachments import for_model, human_message
+
+    conversation = Conversation.objects.create(user=user_a)
+    client.force_login(user_a)
+    response = upload(client, conversation, "menu.pdf", pdf_with_text("Latte 5000 won"))
+    assert response.status_code == 201 and response.json()["type"] == "application/pdf"
+
+    [sent] = for_model([human_message("What is on the menu?", [Attachment.objects.get()])])
+
+    assert isinstance(sent, HumanMessage) and sent.content[1]["text"].startswith("[menu.pdf]\nLatte 5000 won")
