@@ -16,6 +16,7 @@ app_name = "pyhub_ai"
 urlpatterns = [
     path("", views.ConversationListView.as_view(), name="conversation_list"),
     path("new/", views.ConversationCreateView.as_view(), name="conversation_create"),
+    path("search/", views.ConversationSearchView.as_view(), name="conversation_search"),
     path("<pk:pk>/", views.ConversationChatView.as_view(), name="conversation_chat"),
     path("<pk:pk>/rename/", views.ConversationRenameView.as_view(), name="conversation_rename"),
     path("<pk:pk>/delete/", views.ConversationDeleteView.as_view(), name="conversation_delete"),

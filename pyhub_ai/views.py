@@ -1,7 +1,7 @@
 """The ready-made chat pages (``path("chat/", include("pyhub_ai.urls"))``).
 
-A signed-in user's own conversations: the list, a new one (POST), the chat page, rename and
-delete. Every view looks conversations up through ``OwnConversationMixin.get_queryset()``, so a
+A signed-in user's own conversations: the list, search, a new one (POST), the chat page, rename
+and delete. Every view looks conversations up through ``OwnConversationMixin.get_queryset()``, so a
 conversation that does not exist and someone else's are the same 404 (no probing), and no GET
 creates or changes anything. The chat page's websocket is served by ``pyhub_ai.routing``.
 A project with its own views (the django-pyhub-ai tutorial's way) does not need this module.
@@ -14,11 +14,12 @@ from django.contrib.auth.mixins import LoginRequiredMixin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse, reverse_lazy
-from django.views.generic import DeleteView, DetailView, ListView, UpdateView, View
+from django.views.generic import DeleteView, DetailView, ListView, TemplateView, UpdateView, View
 
 from .conf import conf
 from .models import Conversation
 from .routing import websocket_url
+from .search import search_messages
 from .usage_report import MonthUsage, month_usage
 
 #: How many conversations the chat page's sidebar lists.
@@ -52,6 +53,22 @@ class ConversationListView(OwnConversationMixin, ListView):
         context = super().get_context_data(**kwargs)
         context["usage"] = self.get_usage()
         context["usage_priced"] = bool(conf.MODEL_PRICES)
+        return context
+
+
+class ConversationSearchView(LoginRequiredMixin, TemplateView):
+    """``?q=``: the user's messages in their own conversations that hold the words
+    (``pyhub_ai.search``), each linking to its chat page scrolled to the message."""
+
+    template_name = "pyhub_ai/conversation_search.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        query = self.request.GET.get("q", "").strip()[:200]
+        hits = [hit for hit in search_messages(self.request.user, query) if hit.message.conversation.user_id == self.request.user.pk] if query else []
+        for hit in hits:
+            hit.url = reverse("pyhub_ai:conversation_chat", args=[hit.message.conversation_id]) + f"#message-{hit.message.pk}"
+        context.update(query=query, hits=hits)
         return context
 
 

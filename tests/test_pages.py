@@ -179,3 +179,32 @@ def test_the_default_consumer_uses_the_model_and_prompt_settings():
         consumer = ChatConsumer()
         assert consumer.get_llm_model() == "offline:demo"
         assert consumer.get_llm_system_prompt() == "Be brief."
+
+
+# -- Search -----------------------------------------------------------------------------------------
+
+
+def test_search_finds_the_users_own_messages_and_links_to_them(client, alice, user_b):
+    from langchain_core.messages import HumanMessage
+
+    from pyhub_ai.models import ConversationMessage
+
+    def store(conversation, text, user):
+        row = ConversationMessage.from_message(HumanMessage(content=text), conversation=conversation, user=user)
+        row.save()
+        return row
+
+    mine = Conversation.objects.create(user=alice, title="Trip")
+    found = store(mine, "스타벅스에서 커피를 주문합니다", alice)
+    store(Conversation.objects.create(), "스타벅스 in a shared room", alice)
+    store(Conversation.objects.create(user=user_b), "스타벅스 of bob", user_b)
+
+    page = client.get("/chat/search/", {"q": "스타벅스"}).content.decode()
+
+    assert f'href="/chat/{mine.pk}/#message-{found.pk}"' in page
+    assert "<mark>스타벅스</mark>에서 커피를 주문합니다" in page
+    assert "shared room" not in page and "of bob" not in page  # no ready-made page shows them
+
+
+def test_the_list_has_a_search_box(client, alice):
+    assert 'action="/chat/search/"' in client.get("/chat/").content.decode()
