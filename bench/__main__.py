@@ -19,9 +19,13 @@ Runs the benchmarks and writes bench/results/latest.md:
 * ``ledger``: CPU per turn with the usage ledger on, against the same run without it (and with a
   budget), SQLite and PostgreSQL (bench/ledger.py; its section: bench/results/ledger.md);
 * ``search``: searching one user's messages among 1,000,000 stored ones, SQLite (FTS5) and
-  PostgreSQL (GIN) (bench/search.py; its section: bench/results/search.md).
+  PostgreSQL (GIN) (bench/search.py; its section: bench/results/search.md);
+* ``toolloop``: the same scripted turns (a plain reply, one and three tool calls) through the
+  hand-written tool loop (``AgentMixin``) and ``create_agent`` (``GraphMixin``): CPU per turn,
+  frames, stored rows, checkpoint bytes, SQLite (bench/tool_loop.py; its section:
+  bench/results/tool_loop.md).
 
-``--only history``, ``--only production``, ``--only load``, ``--only checkpointer``, ``--only ledger`` or ``--only search`` runs one of them; latest.md is then
+``--only history``, ``--only production``, ``--only load``, ``--only checkpointer``, ``--only ledger``, ``--only search`` or ``--only toolloop`` runs one of them; latest.md is then
 assembled from the fresh section and the last ones written of the others
 (``--production-quick``: one configuration of the production benchmark). Options of the history benchmark are
 passed through (``--db``, ``--sizes``, ``--turns``, ...); the load benchmark's options start with
@@ -45,12 +49,14 @@ def assemble(failed: dict[str, str]) -> None:
     from bench.checkpointer import RESULTS as CHECKPOINTER_RESULTS
     from bench.ledger import RESULTS as LEDGER_RESULTS
     from bench.search import RESULTS as SEARCH_RESULTS
+    from bench.tool_loop import RESULTS as TOOL_LOOP_RESULTS
     from bench.ws_load import LOAD_RESULTS, PROFILE_RESULTS
 
     parts = []
     sections = (
         ("production", PRODUCTION_RESULTS), ("history", HISTORY_RESULTS), ("load", LOAD_RESULTS),
         ("checkpointer", CHECKPOINTER_RESULTS), ("ledger", LEDGER_RESULTS), ("search", SEARCH_RESULTS),
+        ("toolloop", TOOL_LOOP_RESULTS),
     )  # fmt: skip
     for name, path in sections:
         if not path.exists():
@@ -75,7 +81,7 @@ def main(argv: list[str]) -> int:
         prog="python -m bench", description=__doc__.split("\n\n")[0], add_help=False,
         epilog="Other options go to the history benchmark (listed below).",
     )  # fmt: skip
-    parser.add_argument("--only", choices=["history", "production", "load", "checkpointer", "ledger", "search"], help="run one benchmark (default: all)")
+    parser.add_argument("--only", choices=["history", "production", "load", "checkpointer", "ledger", "search", "toolloop"], help="run one benchmark (default: all)")
     parser.add_argument("--production-quick", action="store_true", help="one configuration of the production benchmark")
     parser.add_argument("--load-scenarios", help="sqlite, postgres, two (default: all)")
     parser.add_argument("--load-sizes", help="N of the SQLite load scenario (default: 100,500,1000)")
@@ -90,7 +96,7 @@ def main(argv: list[str]) -> int:
         from bench.history_scaling import main as history_main
 
         return history_main(["--help"])  # exits
-    if args.only in ("load", "production", "checkpointer", "ledger", "search") and history_argv:
+    if args.only in ("load", "production", "checkpointer", "ledger", "search", "toolloop") and history_argv:
         parser.error(f"unrecognized arguments for --only {args.only}: {' '.join(history_argv)}")
 
     status = 0
@@ -133,11 +139,14 @@ def main(argv: list[str]) -> int:
             print(f"\nThe websocket load benchmark FAILED ({exc!r}).\n", flush=True)
             failed["load"] = type(exc).__name__
             status = 1
-    for name, title in (("checkpointer", "checkpointer"), ("ledger", "usage-ledger"), ("search", "search")):
+    for name, module, title in (
+        ("checkpointer", "checkpointer", "checkpointer"), ("ledger", "ledger", "usage-ledger"),
+        ("search", "search", "search"), ("toolloop", "tool_loop", "tool-loop"),
+    ):  # fmt: skip
         if args.only not in (None, name):
             continue
         try:
-            status = importlib.import_module(f"bench.{name}").main([]) or status
+            status = importlib.import_module(f"bench.{module}").main([]) or status
         except Exception as exc:  # noqa: BLE001
             print(f"\nThe {title} benchmark FAILED ({exc!r}).\n", flush=True)
             failed[name] = type(exc).__name__
