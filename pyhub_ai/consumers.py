@@ -54,7 +54,8 @@ class BaseAgentChatConsumer(
             await super().dispatch(message)
 
     async def connect(self) -> None:
-        """Accept, check access, then send ``welcome`` and the latest ``history`` page.
+        """Accept, check access, then send ``welcome`` and the latest ``history`` page (then the
+        ``approval_request`` the thread's graph waits for, if any).
 
         The handshake is accepted first so that a refusal can carry its close code (4401 or
         4403) to the page; nothing else is sent or read before the checks pass.
@@ -69,6 +70,8 @@ class BaseAgentChatConsumer(
         rows = await self.send_history_page()
         if not rows:
             await self.start_first_turn()
+        else:
+            await self.send_pending_approval(rows)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         """Check the frame rate and access again, then decode a text frame as JSON; answer
@@ -116,6 +119,8 @@ class BaseAgentChatConsumer(
                 await self.switch_branch(frame.message_id)
             elif frame.type == "feedback":
                 await self.give_feedback(frame.message_id, frame.rating, frame.text)
+            elif frame.type == "approval":
+                await self.start_approval(frame.interrupt_id, list(frame.decisions))
         except FrameError as error:
             await self.send_error(error.code, error.message, detail=error.detail)
 

@@ -320,6 +320,31 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
                 raise DuplicateMessage(existing) from None
         return Turn(turn_id=turn_id, human=human, ai=ai, previous_messages=previous_messages, lease=lease)
 
+    def resume_turn(self, *, lease: locks.Lease | None = None) -> Turn | None:
+        """The turn whose reply is the thread's newest message, to be continued (a LangGraph
+        graph that paused for an approval, ``GraphMixin``): its human message, and as ``ai`` that
+        reply when it is a step calling tools (the step a resumed graph completes with their
+        results), else a new ``streaming`` placeholder after it. ``None`` when the thread has
+        no reply. Synchronous: run it in the database call that takes the thread's lock."""
+        conversation_id = self._conversation_id or self._find_conversation_id()
+        if conversation_id is None:
+            return None
+        thread = self._thread_fields(conversation_id)
+        last = self._thread_queryset(conversation_id).filter(role=ConversationMessage.Role.AI).order_by("-pk").first()
+        if last is None or last.turn_id is None:
+            return None
+        human = self._thread_queryset(conversation_id).filter(turn_id=last.turn_id, role=ConversationMessage.Role.HUMAN).order_by("-pk").first()
+        if human is None:
+            return None
+        ai = last
+        if not getattr(last.message, "tool_calls", None):
+            ai = ConversationMessage.from_message(AIMessage(content=""), turn_id=last.turn_id, status=Status.STREAMING, **thread)
+            with transaction.atomic():
+                ConversationMessage.objects.bulk_create([ai])
+                if last.parent_id is not None:
+                    branches.link([ai], last.pk)
+        return Turn(turn_id=last.turn_id, human=human, ai=ai, lease=lease)
+
     async def aadd_tool_step(self, turn: Turn, ai_message: AIMessage, tool_messages: Sequence[ToolMessage]) -> list[ConversationMessage]:
         """Store one finished tool-calling step of a turn, all at once: the AI message that
         called the tools (complete), their results, and a new ``streaming`` placeholder that

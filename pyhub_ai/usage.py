@@ -5,7 +5,9 @@ Every model call a visitor can cause passes ``admit_model_call()`` before the mo
 - a chat turn and a conversation starter (``ChatMixin.run_turn``, in the transaction that takes
   the thread's lock, before anything is stored: a refused turn stores nothing);
 - every further step of a tool-calling turn (``AgentMixin.produce_reply``: the turn's first
-  step was counted when it started).
+  step was counted when it started);
+- resuming a graph's turn after the user's approval (``GraphMixin.run_approval``, in the
+  transaction that takes the thread's lock: the model step after the approved tools).
 
 Each call is counted, in fixed windows in the cache ``PYHUB_AI_RATE_LIMIT_CACHE``
 (``pyhub_ai.ratelimit``), against:

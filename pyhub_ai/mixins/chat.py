@@ -324,6 +324,12 @@ class ChatMixin:
 
         if not await self._store_reply(history, turn, reply, Status.COMPLETE):
             return
+        await self.end_stored_turn(turn, human_message)
+
+    async def end_stored_turn(self, turn: Turn, human_message: BaseMessage) -> None:
+        """Called by ``run_locked_turn`` once the reply is stored: send ``stream_end``, then call
+        ``on_conversation_complete()``. ``GraphMixin`` ends a turn that paused for an approval
+        with ``approval_request`` instead."""
         await self.end_reply("stream_end", turn_id=str(turn.turn_id), message=self.reply_object(turn))
         try:
             await self.on_conversation_complete(human_message, turn.ai.message, self.get_tools_output_list())

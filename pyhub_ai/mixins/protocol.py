@@ -55,6 +55,10 @@ class FrameError(Exception):
 #: The frames that edit, regenerate and switch branches (docs/protocol.md, 1.1).
 BRANCH_FRAMES = ("edit_message", "regenerate", "switch_branch")
 
+#: An ``approval`` frame (1.4): at most this many decisions, each reason this long.
+MAX_DECISIONS = 50
+MAX_REASON_LENGTH = 2000
+
 
 @dataclass(frozen=True)
 class ClientFrame:
@@ -68,6 +72,8 @@ class ClientFrame:
     message_id: int | None = None
     rating: str | None = None
     attachments: tuple[int, ...] = ()
+    interrupt_id: str = ""
+    decisions: tuple[dict[str, Any], ...] = ()
 
 
 class FrameProtocolMixin:
@@ -146,6 +152,8 @@ class FrameProtocolMixin:
             return self.parse_branch_frame(frame_type, content)
         if frame_type == "feedback":
             return self.parse_feedback_frame(content)
+        if frame_type == "approval":
+            return self.parse_approval_frame(content)
         raise FrameError("invalid_frame", gettext("Unknown message type."), f"unknown type {frame_type!r}")
 
     def parse_attachment_ids(self, content: dict[str, Any]) -> tuple[int, ...]:
@@ -157,6 +165,42 @@ class FrameProtocolMixin:
         ):
             raise FrameError("invalid_frame", gettext("The attachments could not be read."), f"bad 'attachments': {ids!r:.100}")
         return tuple(ids)
+
+    def parse_approval_frame(self, content: dict[str, Any]) -> ClientFrame:
+        """``approval`` (1.4): ``interrupt_id`` and ``decisions``, one per pending tool call:
+        ``{"type": "approve"}``, ``{"type": "edit", "edited_action": {"name", "args"}}`` or
+        ``{"type": "reject", "message"?}``; returned in the shape LangChain's
+        ``HumanInTheLoopMiddleware`` resumes with. Whether they answer the thread's pending
+        interrupt is checked by ``GraphMixin.run_approval``."""
+
+        def refuse(detail: str) -> FrameError:
+            return FrameError("invalid_frame", gettext("The approval could not be read."), detail)
+
+        interrupt_id, given = content.get("interrupt_id"), content.get("decisions")
+        if not isinstance(interrupt_id, str) or not 0 < len(interrupt_id) <= 128:
+            raise refuse(f"bad 'interrupt_id': {interrupt_id!r:.100}")
+        if not isinstance(given, list) or not 0 < len(given) <= MAX_DECISIONS:
+            raise refuse("bad 'decisions'")
+        decisions: list[dict[str, Any]] = []
+        for decision in given:
+            kind = decision.get("type") if isinstance(decision, dict) else None
+            if kind == "approve":
+                decisions.append({"type": "approve"})
+            elif kind == "reject":
+                reason = decision.get("message", "")
+                if not isinstance(reason, str) or "\x00" in reason or not _encodable(reason) or len(reason) > MAX_REASON_LENGTH:
+                    raise refuse("bad reject 'message'")
+                decisions.append({"type": "reject", **({"message": reason.strip()} if reason.strip() else {})})
+            elif kind == "edit":
+                action = decision.get("edited_action")
+                name = action.get("name") if isinstance(action, dict) else None
+                args = action.get("args") if isinstance(action, dict) else None
+                if not isinstance(name, str) or not 0 < len(name) <= 200 or not isinstance(args, dict):
+                    raise refuse("bad 'edited_action'")
+                decisions.append({"type": "edit", "edited_action": {"name": name, "args": args}})
+            else:
+                raise refuse(f"bad decision type: {kind!r:.100}")
+        return ClientFrame(type="approval", interrupt_id=interrupt_id, decisions=tuple(decisions))
 
     def parse_feedback_frame(self, content: dict[str, Any]) -> ClientFrame:
         """``feedback``: ``message_id``, ``rating`` ("up", "down", or ``null`` to remove it) and

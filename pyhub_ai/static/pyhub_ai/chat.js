@@ -43,6 +43,7 @@
   var typingEl = null;
   var target = null; // {id, switched}: the message of the page's #message-<id>, sought after connecting
   var attached = []; // {id, name, el}: files uploaded for the next message (id null while uploading)
+  var approval = null; // {frame, el, decisions, sent}: tool calls the thread's graph waits to have approved
 
   // ---- helpers -------------------------------------------------------------------------
 
@@ -668,7 +669,8 @@
 
   function replaceMessages(messages) {
     typingEl = null;
-    els.messages.replaceChildren.apply(els.messages, messages.map(buildMessage).concat(queued ? [queued.el] : []));
+    var kept = (approval ? [approval.el] : []).concat(queued ? [queued.el] : []);
+    els.messages.replaceChildren.apply(els.messages, messages.map(buildMessage).concat(kept));
     root.dataset.loaded = "true";
     addActions();
   }
@@ -861,6 +863,7 @@
   }
 
   function onStreamStart(frame) {
+    dropApproval(); // answered (by this tab or another): the turn goes on
     var sameTurn = toolTurn && toolTurn.turnId === frame.turn_id;
     var own = awaitingReply || expectFirstTurn || Boolean(sameTurn && toolTurn.own);
     var stopAgain = Boolean(sameTurn && toolTurn.stopping); // Stop pressed while the tools ran
@@ -935,7 +938,159 @@
     sendQueued();
   }
 
+  // ---- approvals: tool calls the graph waits to have approved (protocol 1.4) ---------------
+
+  // The turn paused: its step that calls the tools is stored; each pending call gets
+  // Approve / Edit (its arguments as JSON) / Reject (an optional reason).
+  function onApprovalRequest(frame) {
+    var previous = stream && stream.turnId === frame.turn_id ? stopStream() : null;
+    awaitingReply = false;
+    toolTurn = null;
+    showTyping(false);
+    if (frame.message) {
+      upsertMessage(frame.message, previous && previous.el);
+    }
+    showApproval(frame);
+    refreshForm();
+  }
+
+  function showApproval(frame) {
+    dropApproval();
+    var requests = Array.isArray(frame.requests) ? frame.requests : [];
+    var el = make("div", "pyhub-approval");
+    el.setAttribute("role", "group");
+    el.setAttribute("aria-label", t("approvalTitle"));
+    el.appendChild(make("p", "pyhub-approval-title", t("approvalTitle")));
+    approval = { frame: frame, el: el, decisions: requests.map(function () { return null; }), sent: false };
+    requests.forEach(function (request, index) {
+      el.appendChild(approvalItem(request, index));
+    });
+    withAutoScroll(function () {
+      els.messages.insertBefore(el, typingEl || queuedEl());
+    });
+    announce(t("approvalTitle"));
+  }
+
+  function dropApproval() {
+    if (approval) {
+      approval.el.remove();
+      approval = null;
+    }
+  }
+
+  function approvalItem(request, index) {
+    var item = make("div", "pyhub-approval-item");
+    var allowed = Array.isArray(request.allowed_decisions) ? request.allowed_decisions : [];
+    item.appendChild(make("p", "pyhub-approval-name", t("approvalCall", { name: request.name || "" })));
+    item.appendChild(make("pre", "pyhub-approval-args", JSON.stringify(request.args || {}, null, 2)));
+    var bar = make("div", "pyhub-approval-actions");
+    function add(kind, label, onClick) {
+      if (allowed.indexOf(kind) >= 0) {
+        var choice = button("pyhub-approval-button pyhub-approval-" + kind, label);
+        choice.addEventListener("click", onClick);
+        bar.appendChild(choice);
+      }
+    }
+    add("approve", t("approve"), function () {
+      decide(item, index, { type: "approve" });
+    });
+    add("edit", t("edit"), function () {
+      var parts = approvalForm(item, "pyhub-approval-edit", JSON.stringify(request.args || {}, null, 2), t("approvalArgs"), t("saveEdit"));
+      parts.area.rows = Math.min(10, parts.area.value.split("\n").length + 1);
+      parts.form.addEventListener("submit", function (event) {
+        event.preventDefault();
+        var args = null;
+        try {
+          args = JSON.parse(parts.area.value);
+        } catch (e) {
+          args = null;
+        }
+        if (!args || typeof args !== "object" || Array.isArray(args)) {
+          parts.error.textContent = t("approvalBadArgs");
+          parts.area.setAttribute("aria-invalid", "true");
+          parts.area.focus();
+          return;
+        }
+        decide(item, index, { type: "edit", edited_action: { name: request.name, args: args } });
+      });
+    });
+    add("reject", t("reject"), function () {
+      var parts = approvalForm(item, "pyhub-approval-reject", "", t("approvalReason"), t("reject"));
+      parts.area.rows = 2;
+      parts.area.maxLength = 2000;
+      parts.area.placeholder = t("approvalReason");
+      parts.form.addEventListener("submit", function (event) {
+        event.preventDefault();
+        var reason = parts.area.value.trim();
+        decide(item, index, reason ? { type: "reject", message: reason } : { type: "reject" });
+      });
+    });
+    item.appendChild(bar);
+    return item;
+  }
+
+  // A form below a pending call (one at a time): Edit's arguments, Reject's reason.
+  function approvalForm(item, prefix, value, label, saveLabel) {
+    var open = item.querySelector(".pyhub-msg-form");
+    if (open) {
+      open.remove();
+    }
+    var parts = textForm(prefix, value, label, saveLabel);
+    parts.error = make("p", "pyhub-approval-error");
+    parts.error.setAttribute("role", "alert");
+    parts.form.insertBefore(parts.error, parts.form.firstChild.nextSibling);
+    parts.cancel.addEventListener("click", function () {
+      parts.form.remove();
+    });
+    parts.area.addEventListener("keydown", function (event) {
+      if (event.key === "Escape") {
+        event.preventDefault();
+        event.stopPropagation();
+        parts.form.remove();
+      }
+    });
+    withAutoScroll(function () {
+      item.appendChild(parts.form);
+    });
+    parts.area.focus();
+    return parts;
+  }
+
+  // Records the decision on one call; once every call has one, the answer goes to the server.
+  function decide(item, index, decision) {
+    if (!approval || approval.sent || !ready) {
+      return;
+    }
+    approval.decisions[index] = decision;
+    item.dataset.decision = decision.type;
+    var form = item.querySelector(".pyhub-msg-form");
+    if (form) {
+      form.remove();
+    }
+    Array.prototype.forEach.call(item.querySelectorAll(".pyhub-approval-button"), function (choice) {
+      choice.disabled = true;
+    });
+    if (approval.decisions.every(function (given) { return given !== null; })) {
+      approval.sent = true;
+      approval.el.dataset.sent = "true";
+      clearError();
+      send({ type: "approval", interrupt_id: String(approval.frame.interrupt_id || ""), decisions: approval.decisions });
+      awaitingReply = true;
+      expectFirstTurn = false;
+      showTyping(true);
+      refreshForm();
+    }
+  }
+
   function onError(frame) {
+    if (approval && approval.sent) {
+      // Refused: a stale request goes; otherwise (busy, a limit) it can be answered again.
+      var frameOfRequest = approval.frame;
+      dropApproval();
+      if (frame.code !== "approval_not_pending") {
+        showApproval(frameOfRequest);
+      }
+    }
     if (pending && frame.code === "turn_in_progress") {
       // A reply we did not see start yet (the greeting an empty thread starts by itself): wait for it.
       queueText(pending.text);
@@ -976,6 +1131,7 @@
     tool_call: onToolCall,
     tool_result: onToolResult,
     stream_end: onStreamEnd,
+    approval_request: onApprovalRequest,
     feedback: onFeedback,
     model_selected: onModelSelected,
     error: onError
@@ -1062,6 +1218,7 @@
     toolTurn = null;
     showTyping(false);
     stopStream("interrupted");
+    dropApproval(); // sent again after the next history, if the thread still waits for it
   }
 
   function onClose(event) {
@@ -1104,7 +1261,7 @@
   // ---- the form --------------------------------------------------------------------------
 
   function isBusy() {
-    return awaitingReply || stream !== null || toolTurn !== null;
+    return awaitingReply || stream !== null || toolTurn !== null || approval !== null;
   }
 
   function canSend() {
