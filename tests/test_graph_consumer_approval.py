@@ -215,6 +215,37 @@ async def test_a_new_message_waits_for_the_pending_approval(user_a):
     await tab.disconnect()
 
 
+async def test_an_edit_or_a_regenerate_also_waits_for_the_pending_approval(user_a):
+    ApprovalConsumer.model = tool_calls_then([("get_weather", {"city": "Seoul"})], "It is sunny in Seoul.")
+    conversation = await Conversation.objects.acreate(user=user_a)
+    tab, _ = await open_tab(user_a, conversation)
+    request = (await ask(tab))[-1]
+    human_id = (await ConversationMessage.objects.filter(conversation=conversation, role="human").afirst()).pk
+
+    await tab.send_json_to({"type": "edit_message", "message_id": human_id, "text": "weather in Busan?"})
+    edit = await tab.receive_json_from(timeout=5)
+    await tab.send_json_to({"type": "regenerate", "message_id": request["message_id"]})
+    regenerate = await tab.receive_json_from(timeout=5)
+
+    assert (edit["code"], regenerate["code"]) == ("approval_pending", "approval_pending")
+    assert len(await stored(conversation)) == 2
+    await tab.disconnect()
+
+
+async def test_every_open_tab_of_the_thread_gets_the_request_when_the_turn_pauses(user_a):
+    ApprovalConsumer.model = tool_calls_then([("get_weather", {"city": "Seoul"})], "It is sunny in Seoul.")
+    conversation = await Conversation.objects.acreate(user=user_a)
+    tab, _ = await open_tab(user_a, conversation)
+    other, _ = await open_tab(user_a, conversation)
+
+    request = (await ask(tab))[-1]
+
+    relayed = (await until(other, "approval_request"))[-1]
+    assert relayed == request
+    await tab.disconnect()
+    await other.disconnect()
+
+
 async def test_another_users_approval_in_a_shared_room_is_refused(user_a, user_b):
     ApprovalConsumer.model = tool_calls_then([("get_weather", {"city": "Seoul"})], "It is sunny in Seoul.")
     room = await Conversation.objects.acreate()  # owner-less: each user has a private thread
