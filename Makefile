@@ -43,8 +43,8 @@ run: install-demo
 	else \
 		echo "gettext (msgfmt) is not installed: using the committed .mo files."; \
 	fi
-	$(VENV_PYTHON) manage.py migrate --no-input
-	$(VENV_PYTHON) manage.py ensure_demo_user
+	DEBUG="$${DEBUG:-true}" $(VENV_PYTHON) manage.py migrate --no-input
+	DEBUG="$${DEBUG:-true}" $(VENV_PYTHON) manage.py ensure_demo_user
 	@echo
 	@echo "  pyhub_ai demo: http://$(HOST):$(PORT)/   (Ctrl+C to stop)"
 	@if [ -z "$${OPENAI_API_KEY:-}$${OPENAI_BASE_URL:-}" ]; then \
