@@ -103,3 +103,38 @@ async def test_a_conversation_from_before_the_graph_is_its_starting_state(user_a
 
     assert [m.type for m in GraphConsumer.model.calls[-1]] == ["system", "human", "ai", "human"]
     assert len(await stored(conversation)) == 4
+
+
+async def test_a_graph_turn_gathers_its_tokens_into_stream_delta_frames_like_a_plain_turn(user_a, settings):
+    settings.PYHUB_AI_STREAM_DELTA_INTERVAL = 60  # every token but the first waits for the step's end
+    GraphConsumer.model = tool_calls_then("It is sunny in Seoul today.")
+    conversation = await Conversation.objects.acreate(user=user_a)
+
+    [frames] = await chat(user_a, conversation, "weather?")
+
+    deltas = [f["text"] for f in frames if f["type"] == "stream_delta"]
+    assert len(deltas) == 2, deltas  # the first token at once, the rest flushed when the step ended
+    assert "".join(deltas).strip() == "It is sunny in Seoul today."
+    assert frames.index(next(f for f in frames if f["type"] == "stream_delta")) < len(frames) - 1
+
+
+async def test_a_graph_turn_saves_its_text_while_it_streams(user_a, settings, monkeypatch):
+    """A worker that dies mid-reply loses at most PYHUB_AI_STREAM_SAVE_INTERVAL of a graph's text."""
+    from pyhub_ai.history import DjangoChatMessageHistory
+
+    settings.PYHUB_AI_STREAM_SAVE_INTERVAL = 0  # save at every token
+    saved = []
+    original = DjangoChatMessageHistory.asave_partial
+
+    async def record(self, turn, text):
+        saved.append(text)
+        await original(self, turn, text)
+
+    monkeypatch.setattr(DjangoChatMessageHistory, "asave_partial", record)
+    GraphConsumer.model = tool_calls_then("One two three.")
+    conversation = await Conversation.objects.acreate(user=user_a)
+
+    await chat(user_a, conversation, "count")
+
+    assert saved and saved[-1].strip() == "One two three."
+    assert len(saved) >= 3

@@ -38,6 +38,44 @@ def format_exception(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc))
 
 
+class TextRelay:
+    """Relays a model step's text to the page and the database as it streams: ``stream_delta``
+    frames at most every ``PYHUB_AI_STREAM_DELTA_INTERVAL`` seconds (tokens closer together wait
+    for the next frame: each frame costs the server more than a token), and the text so far saved
+    every ``PYHUB_AI_STREAM_SAVE_INTERVAL`` seconds (what a worker that dies can lose). Used by
+    ``ChatMixin.stream_reply`` and ``GraphMixin.produce_reply``; ``texts`` collects the step's
+    text for the caller.
+    """
+
+    def __init__(self, consumer: Any, history: DjangoChatMessageHistory, turn: Turn, texts: list[str]) -> None:
+        self.consumer, self.history, self.turn, self.texts = consumer, history, turn, texts
+        self.turn_id = str(turn.turn_id)
+        self.unsent: list[str] = []
+        # Read once per step: add() runs for every token.
+        self.delta_interval, self.save_interval = conf.STREAM_DELTA_INTERVAL, conf.STREAM_SAVE_INTERVAL
+        self.last_save = self.last_delta = asyncio.get_running_loop().time() - self.delta_interval
+
+    async def add(self, text: str, now: float) -> None:
+        """One streamed piece (possibly empty: a chunk with no text still lets the save run)."""
+        if text:
+            self.texts.append(text)
+            self.unsent.append(text)
+            if now - self.last_delta >= self.delta_interval:
+                self.last_delta = now
+                await self.consumer.send_turn_frame("stream_delta", turn_id=self.turn_id, text="".join(self.unsent))
+                self.unsent.clear()
+        if now - self.last_save >= self.save_interval:
+            self.last_save = now
+            await self.history.asave_partial(self.turn, "".join(self.texts))
+
+    async def flush(self) -> None:
+        """Send the text still waiting for its ``stream_delta`` (the step ended, or a frame of
+        another kind follows)."""
+        if self.unsent:
+            await self.consumer.send_turn_frame("stream_delta", turn_id=self.turn_id, text="".join(self.unsent))
+            self.unsent.clear()
+
+
 class ChatMixin:
     """Runs turns, one at a time per connection, as a task the consumer can cancel.
 
@@ -369,30 +407,19 @@ class ChatMixin:
         loop = asyncio.get_running_loop()
         self._reply_stream = stream = reply_stream(llm, prompt)
         self._texts = texts = []
-        turn_id = str(turn.turn_id)
-        unsent: list[str] = []
+        relay = TextRelay(self, history, turn, texts)
         # Read once per reply: this loop runs for every token.
-        delta_interval, save_interval, timeout = conf.STREAM_DELTA_INTERVAL, conf.STREAM_SAVE_INTERVAL, conf.LLM_TIMEOUT
+        timeout = conf.LLM_TIMEOUT
         timeout = min(timeout, stream.chunk_timeout or timeout)
-        last_save = last_delta = deadline_moved = loop.time() - delta_interval
+        deadline_moved = loop.time()
         async with asyncio.timeout(timeout) as deadline:
             async for text in stream.texts():
                 now = loop.time()
                 if now - deadline_moved >= timeout / 10:  # moving it for every token costs a timer per token
                     deadline.reschedule(now + timeout)
                     deadline_moved = now
-                if text:
-                    texts.append(text)
-                    unsent.append(text)
-                    if now - last_delta >= delta_interval:
-                        last_delta = now
-                        await self.send_turn_frame("stream_delta", turn_id=turn_id, text="".join(unsent))
-                        unsent.clear()
-                if now - last_save >= save_interval:
-                    last_save = now
-                    await history.asave_partial(turn, "".join(texts))
-        if unsent:
-            await self.send_turn_frame("stream_delta", turn_id=turn_id, text="".join(unsent))
+                await relay.add(text, now)
+        await relay.flush()
         return self._partial_reply
 
     def begin_model_call(self, turn: Turn, prompt: list[BaseMessage]) -> None:

@@ -26,6 +26,7 @@ from ..history import DjangoChatMessageHistory, Turn
 from ..locks import ThreadBusy, thread_lock
 from ..models import ConversationMessage
 from ..usage import UsageLimited, admit_model_call
+from .chat import TextRelay
 from .protocol import FrameError
 
 if TYPE_CHECKING:
@@ -321,15 +322,17 @@ class GraphMixin:
         interrupts: Any = None
         visitor = self.get_usage_visitor()
         turn_id = str(turn.turn_id)
+        loop = asyncio.get_running_loop()
+        relay = TextRelay(self, history, turn, streamed.texts)
         async with asyncio.timeout(conf.AGENT_TIMEOUT):
             events = graph.astream(graph_input, config, stream_mode=["messages", "updates"], durability="exit")
             async for mode, event in events:
                 if mode == "messages":
                     chunk = event[0]
                     if isinstance(chunk, AIMessageChunk) and isinstance(chunk.content, str) and chunk.content:
-                        streamed.texts.append(chunk.content)
-                        await self.send_turn_frame("stream_delta", turn_id=turn_id, text=chunk.content)
+                        await relay.add(chunk.content, loop.time())
                     continue
+                await relay.flush()  # the step's text reaches the page before its tool_call or the end
                 if "__interrupt__" in event:
                     interrupts = event["__interrupt__"]
                 for message in _messages_of(event):
@@ -349,12 +352,14 @@ class GraphMixin:
                     for row in rows:
                         await self.send_turn_frame("tool_result", turn_id=turn_id, message=message_object(row))
                     step, streamed.texts, streamed.base = None, [], None
+                    relay = TextRelay(self, history, turn, streamed.texts)
                     await self.send_turn_frame("stream_start", turn_id=turn_id, message_id=turn.ai.pk)
                     if not admitted:
                         await sync_to_async(admit_model_call)(visitor)  # the graph's next model step
                     admitted = False
                     self.begin_model_call(turn, prompt)
                 await saver.aremember_rows(thread_id, known)  # before the graph saves its checkpoint
+        await relay.flush()
         if interrupts:
             self._approval = pending_approval(interrupts, [step] if step is not None else [])
             if self._approval is not None and step is not None:
