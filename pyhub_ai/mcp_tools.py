@@ -131,8 +131,10 @@ class MCPSessions:
 
     def __init__(self) -> None:
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
-        self._last_tools: dict[str, list[BaseTool]] = {}
-        self._retry_after: dict[str, float] = {}
+        # Both keyed like the sessions, and kept to MAX_SESSIONS entries: one per set of
+        # per-user credentials would otherwise grow for as long as the process lives.
+        self._last_tools: OrderedDict[str, list[BaseTool]] = OrderedDict()
+        self._retry_after: OrderedDict[str, float] = OrderedDict()
 
     async def tools(self, name: str, connection: dict[str, Any]) -> list[BaseTool]:
         """The tools of server ``name``; never raises for a server that is down."""
@@ -150,11 +152,11 @@ class MCPSessions:
             await session.opened(timeout=conf.TOOL_TIMEOUT)
         except MCPServerUnavailable as exc:
             logger.warning("%s; its tools answer with an error until it is back.", exc)
-            self._retry_after[key] = time.monotonic() + RECONNECT_INTERVAL
+            _put_bounded(self._retry_after, key, time.monotonic() + RECONNECT_INTERVAL)
             return self._stand_ins(key, name, str(exc))
         self._retry_after.pop(key, None)
         self._sessions[key] = session
-        self._last_tools[key] = session.tools
+        _put_bounded(self._last_tools, key, session.tools)
         while len(self._sessions) > MAX_SESSIONS:
             _, oldest = self._sessions.popitem(last=False)
             oldest.close()
@@ -168,6 +170,14 @@ class MCPSessions:
         """Close every session (a stdio server's process exits)."""
         sessions, self._sessions = list(self._sessions.values()), OrderedDict()
         await asyncio.gather(*(session.aclose() for session in sessions))
+
+
+def _put_bounded(mapping: OrderedDict[str, Any], key: str, value: Any) -> None:
+    """Set ``mapping[key]`` as its newest entry, dropping the oldest beyond ``MAX_SESSIONS``."""
+    mapping[key] = value
+    mapping.move_to_end(key)
+    while len(mapping) > MAX_SESSIONS:
+        mapping.popitem(last=False)
 
 
 _per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MCPSessions] = weakref.WeakKeyDictionary()
