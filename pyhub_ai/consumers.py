@@ -145,8 +145,6 @@ class BaseAgentChatConsumer(
             if refusal is not None:
                 await self.refuse(refusal)
                 return
-        if frame["type"] == "model_selected":
-            self.on_model_selected_elsewhere(frame["model"])
         await self.send_json(frame)
 
     async def pyhub_ai_presence(self, event: dict[str, Any]) -> None:

@@ -92,10 +92,14 @@ async def test_a_chosen_model_answers_the_next_turns_and_every_tab_hears_of_it(u
     assert await tab.receive_json_from() == {"type": "model_selected", "model": "openai:gpt-4o"}
     assert (await receive_until(other_tab, "model_selected"))[-1]["model"] == "openai:gpt-4o"
     await say(tab)
+    await receive_until(other_tab, "stream_end")  # the other tab saw that turn
+    await say(other_tab)  # and its own next turn uses the new model too
 
-    assert models_asked == ["openai:gpt-4o-mini", "openai:gpt-4o"]
+    assert models_asked == ["openai:gpt-4o-mini", "openai:gpt-4o", "openai:gpt-4o"]
     replies = [row async for row in ConversationMessage.objects.filter(conversation=conversation, role="ai").order_by("pk")]
-    assert [row.message.response_metadata["pyhub_ai_model"] for row in replies] == ["openai:gpt-4o-mini", "openai:gpt-4o"]
+    assert [row.message.response_metadata["pyhub_ai_model"] for row in replies] == [
+        "openai:gpt-4o-mini", "openai:gpt-4o", "openai:gpt-4o",
+    ]  # fmt: skip
     await tab.disconnect()
     await other_tab.disconnect()
 

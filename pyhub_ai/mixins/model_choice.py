@@ -80,9 +80,3 @@ class ModelChoiceMixin:
         super().annotate_reply(ai_message)
         if self.get_llm_model_choices():
             ai_message.response_metadata[REPLY_METADATA_KEY] = model_value(self.get_llm_model())
-
-    def on_model_selected_elsewhere(self, value: str) -> None:
-        """Another tab of the thread chose ``value``: remember it for this connection's turns."""
-        metadata = self.conversation.metadata or {}
-        metadata.setdefault(METADATA_KEY, {})[self.history.thread_key] = value
-        self.conversation.metadata = metadata
