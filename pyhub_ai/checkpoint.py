@@ -20,7 +20,7 @@ serialized with the saver's ``serde``, as LangGraph's savers do.
 Every method has its async twin (``aget_tuple``, ``alist``, ``aput``...), which runs the same
 database work in one call of Django's async bridge (``sync_to_async``), as Django's own async
 ORM methods do; a sync method called from a short-lived thread (LangGraph saves a sync run's
-checkpoints from such threads) runs it in ``pyhub_ai.dbthread``'s one long-lived thread. A
+checkpoints from such threads) runs it there on ``pyhub_ai.dbthread``'s long-lived connections. A
 turn's few statements are plain SQL (``pyhub_ai.statements``). The tables are read and written
 on the router's ``db_for_read`` / ``db_for_write`` database for ``Checkpoint``; the conversation
 tables must be on that database.

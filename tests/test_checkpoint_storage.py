@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
+from django.db import connections
 from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage, ToolMessage
 from langgraph.graph import START, MessagesState, StateGraph
 
@@ -236,13 +236,15 @@ def test_threads_the_saver_has_forgotten_are_read_back_without_storing_their_mes
         ]  # fmt: skip
 
 
-def test_sync_runs_save_their_checkpoints_from_one_database_thread():
+def test_sync_runs_save_their_checkpoints_on_one_long_lived_connection():
+    # LangGraph saves a sync run's checkpoints from a new thread pool per call: one database
+    # connection each would be opened (and leaked) per call.
     saver = DjangoSaver()
-    threads = set()
+    used = set()
     put = saver._put
 
     def recording_put(*args):
-        threads.add(threading.current_thread().name)
+        used.add(connections["default"])
         return put(*args)
 
     saver._put = recording_put
@@ -250,7 +252,7 @@ def test_sync_runs_save_their_checkpoints_from_one_database_thread():
     for text in ("one", "two", "three"):
         graph.invoke({"messages": [HumanMessage(content=text)]}, config_of("pooled"))
 
-    assert len(threads) == 1 and threads.pop().startswith("pyhub_ai-database")
+    assert len(used) == 1 and used.pop() is not connections["default"]
 
 
 def test_list_pages_through_long_histories_newest_first():
