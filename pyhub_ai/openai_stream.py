@@ -43,6 +43,9 @@ What stays the same as ``ChatOpenAI.astream``, so the stored message and the fra
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -64,12 +67,17 @@ try:  # langchain-openai is a dependency, but its private helpers may move: then
     from langchain_openai.chat_models.base import _handle_openai_api_error, _handle_openai_bad_request
     from openai import AsyncStream
     from openai._base_client import make_request_options
+    from openai._httpx2 import request_exceptions, timeout_exceptions
+
+    from .lean_http import lean_client_for
 except ImportError as exc:  # pragma: no cover - depends on installed versions
     ChatOpenAI = None
     logger.warning("The fast OpenAI streaming path is off (%s); ChatOpenAI.astream streams every reply.", exc)
 
 #: Keys of ``astream`` kwargs that ``BaseChatModel.astream`` removes before ``_astream``.
 _TRACING_KWARGS = ("ls_structured_output_format", "structured_output_format")
+#: Seconds to read what follows ``[DONE]`` (the end of the body), so the connection is reused.
+_DRAIN_SECONDS = 1.0
 #: Options of the SDK's ``create()`` that are not part of the JSON body.
 _REQUEST_OPTIONS = ("extra_headers", "extra_query", "timeout")
 
@@ -134,12 +142,12 @@ class OpenAIReplyStream:
         """The text of every event as it arrives (``""`` for events without text)."""
         parts = self._parts
         try:
-            stream = await self.llm.root_async_client.post(
+            stream = await lean_client_for(self.llm.root_async_client).post(
                 "/chat/completions", cast_to=object, body=self.body, options=self.options,
                 stream=True, stream_cls=AsyncStream[object],
             )  # fmt: skip
             async with stream:
-                async for event in stream:
+                async for event in _events(stream.response):
                     text = _plain_text(event) if parts else None
                     if text is not None:
                         run = parts[-1]
@@ -182,6 +190,65 @@ class OpenAIReplyStream:
             empty = "" if isinstance(messages[-1].content, str) else []
             messages.append(AIMessageChunk(content=empty, chunk_position="last", id=self.run_id))
         return add_ai_message_chunks(messages[0], *messages[1:])
+
+
+async def _events(response: Any) -> AsyncIterator[Any]:
+    """The decoded JSON of each server-sent event of ``response`` until ``[DONE]``: what
+    ``AsyncStream`` yields for a chat completions stream (``cast_to=object``), with its errors
+    (an event with ``error`` raises ``APIError``; a transport error ``APITimeoutError`` or
+    ``APIConnectionError``), from fewer objects per event."""
+    chunks = response.aiter_bytes()
+    try:
+        async for data in _sse_data(chunks):
+            if data.startswith(b"[DONE]"):
+                with contextlib.suppress(TimeoutError, *request_exceptions()):
+                    async with asyncio.timeout(_DRAIN_SECONDS):  # the rest of the body: the connection is kept
+                        async for _ in chunks:
+                            pass
+                return
+            event = json.loads(data)
+            if type(event) is dict and event.get("error"):
+                error = event["error"]
+                message = error.get("message") if isinstance(error, dict) else None
+                if not message or not isinstance(message, str):
+                    message = "An error occurred during streaming"
+                raise openai.APIError(message=message, request=response.request, body=error)
+            yield event
+    except timeout_exceptions() as exc:
+        raise openai.APITimeoutError(request=response.request) from exc
+    except request_exceptions() as exc:
+        raise openai.APIConnectionError(request=response.request) from exc
+
+
+async def _sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The data of each server-sent event in ``chunks`` (the WHATWG event stream format: lines
+    end with CR, LF or CRLF; an event's ``data`` lines are joined with LF; an empty line ends
+    it). Comments and the ``event``, ``id`` and ``retry`` fields are skipped: a chat
+    completions stream carries everything in ``data``."""
+    pending = b""
+    skip_lf = False
+    data: list[bytes] = []
+    async for chunk in chunks:
+        if skip_lf and chunk[:1] == b"\n":
+            chunk = chunk[1:]
+        if b"\r" in chunk:
+            skip_lf = chunk.endswith(b"\r")
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        else:
+            skip_lf = False
+        lines = (pending + chunk).split(b"\n") if pending else chunk.split(b"\n")
+        pending = lines.pop()
+        for line in lines:
+            if not line:
+                if data:
+                    yield data[0] if len(data) == 1 else b"\n".join(data)
+                    data = []
+            elif line.startswith(b"data:"):
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+    if pending.startswith(b"data:"):
+        data.append(pending[6:] if pending[5:6] == b" " else pending[5:])
+    if data:
+        yield b"\n".join(data)
 
 
 def _plain_text(event: dict[str, Any]) -> str | None:
