@@ -33,7 +33,12 @@ class UnknownMessage(Exception):
 def branch_state(key: str, thread: dict[str, Any]) -> tuple[bool, int | None]:
     """``(branched, leaf)``: whether the thread has branched, and the last message of the branch
     it shows (``None`` for an empty thread; for a thread that never branched, not looked up)."""
-    found = statements.thread_branch(key, thread["conversation_id"], thread["user_id"], thread["visitor_key"])
+    return state_of(statements.thread_branch(key, thread["conversation_id"], thread["user_id"], thread["visitor_key"]))
+
+
+def state_of(found: tuple[int, int, int | None] | None) -> tuple[bool, int | None]:
+    """``branch_state()`` of what ``statements.thread_branch`` (or ``thread_window``) read:
+    ``(leaf, newest when chosen, newest now)``, or ``None`` for a thread that never branched."""
     if found is None:
         return False, None
     leaf, newest_then, newest_now = found

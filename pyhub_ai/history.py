@@ -10,6 +10,7 @@ factory synchronously, even inside async chains.
 """
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Sequence
@@ -284,8 +285,9 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
             self.mark_abandoned()
         thread, key = self._thread_fields(conversation_id), self._key(conversation_id)
         turn_id = uuid.uuid4()
+        previous_messages = None
         if edit_of is None and regenerate is None:
-            branched, parent = branches.branch_state(key, thread)
+            branched, parent, previous_messages = self._turn_window(conversation_id, key, thread)
         else:
             branched, parent = True, branches.make_branched(key, thread)
         if regenerate is not None:
@@ -299,7 +301,8 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
             return Turn(turn_id=turn_id, human=answered, ai=ai, previous_messages=previous_messages, lease=lease)
         if edit_of is not None:
             parent = branches.thread_row(thread, edit_of, role=ConversationMessage.Role.HUMAN).parent_id
-        previous_messages = self._window(conversation_id, branched, parent)
+        if previous_messages is None:
+            previous_messages = self._window(conversation_id, branched, parent)
         human = ConversationMessage.from_message(
             human_message, turn_id=turn_id, visible=visible, idempotency_key=idempotency_key,
             parent_id=parent if branched else None, **thread
@@ -366,6 +369,7 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         ledger (``turn.call``, if any) and release the turn's lease, in one transaction."""
         call, turn.call = turn.call, None
         _store_reply(turn.ai, ai_message, status, release=turn.lease, call=call)
+        self._remember(turn.human, turn.ai)
 
     async def afinish_turn(self, turn: Turn, ai_message: AIMessage, status: str = Status.COMPLETE) -> None:
         await sync_to_async(self.finish_turn)(turn, ai_message, status)
@@ -404,19 +408,53 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         must not modify them.
         """
         if branched:
-            newest_first = self._branch_ids(conversation_id, leaf)
-            unread = [pk for pk, _ in newest_first if pk not in self._decoded]
-            rows = statements.message_contents(unread) if unread else []
-        elif self._decoded:
+            return self._window_of(self._branch_ids(conversation_id, leaf))
+        if self._decoded:
             newest_first = statements.window_ids(
                 conversation_id, self.user_id, self.visitor_key, complete_only=not self.include_failed, limit=self.max_messages
             )
+            return self._window_of(newest_first)
+        stored = self._window_queryset(conversation_id).values_list("pk", "token_count", "content", "status")
+        newest_first = [(pk, token_count) for pk, token_count, _, _ in stored]
+        return self._window_of(newest_first, [(pk, content, status) for pk, _, content, status in stored])
+
+    def _turn_window(self, conversation_id: Any, key: str, thread: dict[str, Any]) -> tuple[bool, int | None, list[BaseMessage]]:
+        """``(branched, leaf, window)`` for ``start_turn``: the branch state and the window of
+        the branch shown. Once this history has read the window (``_decoded``), a thread that
+        never branched costs one statement returning one row (``statements.thread_window``),
+        plus the contents of rows it has not decoded yet (none after a turn of its own:
+        ``finish_turn`` remembers the turn's rows)."""
+        found = None
+        if self._decoded:
+            found = statements.thread_window(
+                key, conversation_id, self.user_id, self.visitor_key, complete_only=not self.include_failed, limit=self.max_messages
+            )
+        if found is None:
+            branched, leaf = branches.branch_state(key, thread)
+            return branched, leaf, self._window(conversation_id, branched, leaf)
+        branch, newest_first = found
+        branched, leaf = branches.state_of(branch)
+        if branched:
+            return branched, leaf, self._window(conversation_id, True, leaf)
+        return False, None, self._window_of(newest_first)
+
+    def _remember(self, *rows: ConversationMessage) -> None:
+        """Keep the messages of ``rows`` just stored by this history (called by ``finish_turn``),
+        decoded as a read of them would decode them, so the next window need not read them; rows
+        still ``streaming`` are not kept (``_window``)."""
+        if not self._decoded:  # the next window reads every row anyway
+            return
+        for row in rows:
+            if row.pk is not None and row.status != Status.STREAMING:
+                self._decoded[row.pk] = _decode_row(row.pk, json.dumps(row.content))
+
+    def _window_of(self, newest_first: list[tuple[int, int]], rows: list[tuple[int, Any, str]] | None = None) -> list[BaseMessage]:
+        """The window's messages, oldest first, of ``newest_first`` (``(id, token count)``
+        pairs): decoded ones from ``_decoded``, the others from ``rows`` (``(id, content,
+        status)``; read here when not given). Called by ``_window`` and ``_turn_window``."""
+        if rows is None:
             unread = [pk for pk, _ in newest_first if pk not in self._decoded]
             rows = statements.message_contents(unread) if unread else []
-        else:
-            stored = self._window_queryset(conversation_id).values_list("pk", "token_count", "content", "status")
-            newest_first = [(pk, token_count) for pk, token_count, _, _ in stored]
-            rows = [(pk, content, status) for pk, _, content, status in stored]
         decoded = {pk: self._decoded[pk] for pk, _ in newest_first if pk in self._decoded}
         streaming = set()
         for pk, content, status in rows:

@@ -8,7 +8,7 @@ from django.utils import timezone
 from langchain_core.messages import AIMessage, HumanMessage
 
 from pyhub_ai import codec, statements
-from pyhub_ai.models import Conversation, ConversationMessage, ThreadLock
+from pyhub_ai.models import Conversation, ConversationMessage, ThreadBranch, ThreadLock
 
 pytestmark = pytest.mark.django_db
 
@@ -39,6 +39,25 @@ def test_window_ids_match_the_orm_for_users_and_anonymous_visitors(user_a, compl
         expected = list(expected.order_by("-pk").values_list("pk", "token_count"))[:limit]
         got = statements.window_ids(conversation.pk, user_id, visitor_key, complete_only=complete_only, limit=limit)
         assert got == expected and got
+
+
+@pytest.mark.parametrize("complete_only, limit", [(True, 3), (False, 3), (True, None)])
+def test_thread_window_reads_what_thread_branch_and_window_ids_read(user_a, complete_only, limit):
+    conversation = Conversation.objects.create()
+    statuses = ["complete", "complete", "error", "complete", "streaming", "complete"]
+    for owner in ({"user": user_a}, {"visitor_key": "v" * 64}):
+        ConversationMessage.objects.bulk_create(
+            ConversationMessage.from_message(HumanMessage(content=f"m{i}"), conversation=conversation, status=status, **owner)
+            for i, status in enumerate(statuses)
+        )
+    branched_key = f"{conversation.pk}:{user_a.pk}:"
+    ThreadBranch.objects.create(key=branched_key, conversation=conversation, leaf=1, newest=2)
+    for key, user_id, visitor_key in ((branched_key, user_a.pk, ""), (f"{conversation.pk}::{'v' * 64}", None, "v" * 64)):
+        got = statements.thread_window(key, conversation.pk, user_id, visitor_key, complete_only=complete_only, limit=limit)
+        expected_ids = statements.window_ids(conversation.pk, user_id, visitor_key, complete_only=complete_only, limit=limit)
+        assert got == (statements.thread_branch(key, conversation.pk, user_id, visitor_key), expected_ids)
+        assert got[1]
+    assert statements.thread_window("0::none", conversation.pk, None, "none", complete_only=True, limit=3) == (None, [])
 
 
 def test_message_contents_and_update_message_round_trip_the_stored_json():

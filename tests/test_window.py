@@ -7,7 +7,7 @@ import pytest
 from django.core.checks import Error
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
-from pyhub_ai import checks, codec
+from pyhub_ai import checks, codec, statements
 from pyhub_ai.history import DjangoChatMessageHistory
 from pyhub_ai.models import Conversation, ConversationMessage
 from pyhub_ai.tokens import approximate_token_count, count_tokens
@@ -151,3 +151,22 @@ def test_a_remembered_window_still_sees_deleted_and_finished_rows():
     assert said(history.messages) == [("ai", "whole answer")]
     history.clear()
     assert history.messages == []
+
+
+def test_a_later_turn_gets_the_turns_stored_before_it_without_reading_their_messages_again(monkeypatch):
+    conversation = Conversation.objects.create()
+    store(conversation, HumanMessage(content="one"), AIMessage(content="two"))
+    history = DjangoChatMessageHistory(conversation=conversation, max_messages=10)
+    assert said(history.messages) == [("human", "one"), ("ai", "two")]
+    first = history.start_turn(HumanMessage(content="three"))
+    history.finish_turn(first, AIMessage(content="four", response_metadata={"model_name": "m"}))
+
+    read = []
+    real_contents = statements.message_contents
+    monkeypatch.setattr(statements, "message_contents", lambda ids: read.append(list(ids)) or real_contents(ids))
+    second = history.start_turn(HumanMessage(content="five"))
+
+    assert said(second.previous_messages) == [("human", "one"), ("ai", "two"), ("human", "three"), ("ai", "four")]
+    assert read == []  # the rows of the turn before were stored by this history: it kept their messages
+    fresh = DjangoChatMessageHistory(conversation=conversation, max_messages=10).messages
+    assert second.previous_messages == fresh[:-1]  # as a fresh read decodes them ("five": complete, its reply streaming)
