@@ -4,16 +4,21 @@ Part of the model layer (``llm.py``): ``llm.reply_stream()`` calls ``openai_repl
 once per model call of a turn (``ChatMixin.stream_reply``, and each step of
 ``AgentMixin.produce_reply``); ``None`` means the standard path, ``ChatOpenAI.astream``.
 
-Why it exists (measured 2026-11-29, 2 cores, a local OpenAI-compatible server, CPU of the
+Why it exists (measured 2026-11-29/30, 2 cores, a local OpenAI-compatible server, CPU of the
 client per 200-token reply): a minimal asyncio HTTP client 2.8 ms; the openai SDK's
-``chat.completions.create(stream=True)`` 22 ms; ``ChatOpenAI.astream`` 33 ms; this path 8.9 ms.
-The difference is three kinds of work that produce nothing the app uses:
+``chat.completions.create(stream=True)`` 22 ms; ``ChatOpenAI.astream`` 33 ms. The difference is
+work that produces nothing the app uses:
 
 * the SDK's type-driven transform of the request body (``openai._utils._transform``), which
   walks every message and returns the same body;
 * a pydantic ``ChatCompletionChunk`` per server-sent event;
 * LangChain's callback run and an ``AIMessageChunk`` per event (``BaseChatModel.astream``),
-  which is why this path is only taken when no callback handler or tracer would see the call.
+  which is why this path is only taken when no callback handler or tracer would see the call;
+* httpx2's default transport (httpcore2 and h11, with anyio cancel scopes around every read)
+  and the SDK's line-by-line SSE decoder: skipping the three above left 8.9 ms, of which
+  reading and decoding the body were most; ``lean_http.py`` reads the bytes and ``_events()``
+  decodes them (the same model client, 12.6 → 5.7–6.4 ms in one run against a floor of
+  3.9–5.1 ms; ``bench/results/production.md`` has the figures through the websocket).
 
 What stays the same as ``ChatOpenAI.astream``, so the stored message and the frames are too:
 
@@ -21,11 +26,13 @@ What stays the same as ``ChatOpenAI.astream``, so the stored message and the fra
   as ``_astream`` sets it), and the model's own ``AsyncOpenAI`` client sends it with
   ``post()`` — the SDK's documented call for a ready body — so base URL, API key, default
   headers and query, proxy / custom ``http_async_client``, timeout and retries are the
-  model's; ``extra_body`` is merged as the SDK merges it;
-* the events: the SDK's own ``AsyncStream`` decodes them (``cast_to=object``: plain dicts),
-  so ``[DONE]``, error events (``APIError``) and transport errors mid-stream
-  (``APIConnectionError``/``APITimeoutError``) are raised as before, and langchain-openai's
-  own handlers map them to the same exception types;
+  model's; ``extra_body`` is merged as the SDK merges it. When the model has langchain-openai's
+  default HTTP client (no proxy, no custom client), the request goes through a copy of its
+  client on ``lean_http.LeanTransport`` (same SSL verification, socket options, timeouts);
+* the events: ``_events()`` does what the SDK's ``AsyncStream`` does for a chat completions
+  stream (``cast_to=object``: plain dicts), so ``[DONE]``, error events (``APIError``) and
+  transport errors mid-stream (``APIConnectionError``/``APITimeoutError``) are raised as
+  before, and langchain-openai's own handlers map them to the same exception types;
 * the message: LangChain's ``_convert_chunk_to_generation_chunk`` and
   ``add_ai_message_chunks`` build the reply from the events when it is asked for
   (``reply()``), with the metadata and ids ``BaseChatModel.astream`` gives each chunk. The one
@@ -39,7 +46,9 @@ What stays the same as ``ChatOpenAI.astream``, so the stored message and the fra
   (the smaller of the two), so a stalled stream still ends with ``TimeoutError``.
 
 ``tests/test_fast_stream.py`` runs both paths through the real websocket against
-``tests/fake_openai.py`` and compares stored rows, frames and request bodies.
+``tests/fake_openai.py`` (closing each connection, and keep-alive with chunked bodies) and
+compares stored rows, frames and request bodies; ``tests/test_lean_http.py`` checks the
+transport and the event decoding against the SDK's.
 """
 from __future__ import annotations
 

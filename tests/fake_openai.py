@@ -23,12 +23,19 @@ A reply can also be a :class:`Reply`, to stream what real servers send besides t
 whose arguments arrive in pieces, extra delta fields (``refusal``, ``reasoning_content``), a
 finish reason, and failures in the middle of the stream (an error event, a dropped connection,
 a stall).
+
+By default each connection serves one request and the reply ends when the server closes it
+(``Connection: close``). ``keep_alive=True`` serves like api.openai.com instead: one connection
+carries request after request, streams are sent with ``Transfer-Encoding: chunked`` and JSON
+bodies with ``Content-Length``; ``connections`` counts the connections accepted. With
+``ssl_context`` the server speaks HTTPS (``base_url`` says so).
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import re
+import ssl
 import threading
 import time
 from collections import deque
@@ -86,12 +93,15 @@ class FakeOpenAI:
     record: bool = True  # keep every request in ``requests`` (benchmarks turn it off)
     host: str = "127.0.0.1"
     port: int = 0
+    keep_alive: bool = False
+    ssl_context: ssl.SSLContext | None = None
+    connections: int = 0
 
     # -- control, from the test's thread ----------------------------------------------------
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}/v1"
+        return f"{'https' if self.ssl_context else 'http'}://{self.host}:{self.port}/v1"
 
     def answer_with(self, *replies: str) -> None:
         """The next completions answer ``replies``, in order; then ``reply`` again."""
@@ -103,6 +113,14 @@ class FakeOpenAI:
     def succeed(self) -> None:
         self.failure = None
 
+    def close_connections(self) -> None:
+        """Close every open connection, as a server does with idle keep-alive connections."""
+        def close() -> None:
+            for writer in self._writers:
+                writer.close()
+
+        self._loop.call_soon_threadsafe(close)
+
     def completions(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path.endswith("/chat/completions")]
 
@@ -113,7 +131,9 @@ class FakeOpenAI:
         def run() -> None:
             asyncio.set_event_loop(self._loop)
             self._release = asyncio.Event()
-            self._server = self._loop.run_until_complete(asyncio.start_server(self._handle, self.host, 0))
+            self._writers: set[asyncio.StreamWriter] = set()
+            self._handlers: set[asyncio.Task] = set()
+            self._server = self._loop.run_until_complete(asyncio.start_server(self._handle, self.host, 0, ssl=self.ssl_context))
             self.port = self._server.sockets[0].getsockname()[1]
             started.set()
             self._loop.run_forever()
@@ -128,6 +148,10 @@ class FakeOpenAI:
         async def close() -> None:
             self._release.set()
             self._server.close()
+            for writer in self._writers:  # idle keep-alive connections: their handlers end
+                writer.transport.abort()
+            if self._handlers:
+                await asyncio.wait(self._handlers, timeout=5)
             await self._server.wait_closed()
 
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
@@ -144,16 +168,21 @@ class FakeOpenAI:
     # -- the server, in its own thread ------------------------------------------------------
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._writers.add(writer)
+        self._handlers.add(task := asyncio.current_task())
         try:
-            request = await self._read_request(reader)
-            if request is not None:
+            while (request := await self._read_request(reader)) is not None:
                 if self.record:
                     self.requests.append(request)
-                await self._respond(request, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
+                if not await self._respond(request, writer) or not self.keep_alive:
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
         finally:
             writer.close()
+            self._writers.discard(writer)
+            self._handlers.discard(task)
 
     async def _read_request(self, reader: asyncio.StreamReader) -> RecordedRequest | None:
         request_line = (await reader.readline()).decode("latin-1").strip()
@@ -171,15 +200,16 @@ class FakeOpenAI:
             body = raw
         return RecordedRequest(method, path, headers, body)
 
-    async def _respond(self, request: RecordedRequest, writer: asyncio.StreamWriter) -> None:
+    async def _respond(self, request: RecordedRequest, writer: asyncio.StreamWriter) -> bool:
+        """Answer ``request``; whether the connection is still fit for another request."""
         if not (request.method == "POST" and request.path.endswith("/chat/completions")):
             await self._send_json(writer, 404, {"error": {"message": "Not found", "type": "invalid_request_error"}})
-            return
+            return True
         if self.failure is not None:
             message = self.failure.message.format(authorization=request.headers.get("authorization", ""))
             body = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
             await self._send_json(writer, self.failure.status, body, {"x-should-retry": "false"})
-            return
+            return True
         body = request.body if isinstance(request.body, dict) else {}
         reply = self.replies.popleft() if self.replies else self.reply
         text = reply.text if isinstance(reply, Reply) else reply
@@ -187,9 +217,10 @@ class FakeOpenAI:
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()), "total_tokens": prompt_tokens + len(text.split())}
         if body.get("stream"):
-            await self._stream(writer, model, reply, usage if (body.get("stream_options") or {}).get("include_usage") else None)
+            complete = await self._stream(writer, model, reply, usage if (body.get("stream_options") or {}).get("include_usage") else None)
             if isinstance(reply, Reply) and reply.stall_after is not None:
                 await self._release.wait()  # until the client gives up and the server stops
+            return complete
         else:
             await self._send_json(writer, 200, {
                 "id": "chatcmpl-fake",
@@ -200,13 +231,19 @@ class FakeOpenAI:
                 "usage": usage,
             })
 
-    async def _stream(self, writer: asyncio.StreamWriter, model: str, reply: str | Reply, usage: dict | None) -> None:
+        return True
+
+    async def _stream(self, writer: asyncio.StreamWriter, model: str, reply: str | Reply, usage: dict | None) -> bool:
+        """Stream ``reply``; whether the stream ended as a complete body."""
         script = reply if isinstance(reply, Reply) else Reply(text=reply)
-        # A dropped stream ends before the length it announced: the client sees a broken body.
-        length = b"Content-Length: 1000000\r\n" if script.drop_after is not None else b""
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n" + length + b"\r\n"
-        )
+        if self.keep_alive:
+            framing = b"Transfer-Encoding: chunked\r\n"
+        else:  # a dropped stream ends before the length it announced: the client sees a broken body
+            framing = b"Connection: close\r\n" + (b"Content-Length: 1000000\r\n" if script.drop_after is not None else b"")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n" + framing + b"\r\n")
+
+        def send(data: bytes) -> None:
+            writer.write(b"%x\r\n%s\r\n" % (len(data), data) if self.keep_alive else data)
 
         def chunk(delta: dict, finish_reason: str | None = None, **extra: Any) -> dict:
             choices = [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
@@ -230,24 +267,29 @@ class FakeOpenAI:
         for event in events:
             if event == "error":
                 body = {"error": {"message": "The model broke mid-stream.", "type": "server_error", "param": None, "code": None}}
-                writer.write(b"data: " + json.dumps(body).encode() + b"\n\n")
+                send(b"data: " + json.dumps(body).encode() + b"\n\n")
+                if self.keep_alive:
+                    send(b"")  # the last chunk
                 await writer.drain()
-                return
+                return self.keep_alive
             if event in ("drop", "stall"):
                 await writer.drain()
-                return
-            writer.write(b"data: " + json.dumps(event).encode() + b"\n\n")
+                return False
+            send(b"data: " + json.dumps(event).encode() + b"\n\n")
             await writer.drain()
             if self.chunk_delay:
                 await asyncio.sleep(self.chunk_delay)
-        writer.write(b"data: [DONE]\n\n")
+        send(b"data: [DONE]\n\n")
+        if self.keep_alive:
+            send(b"")  # the last chunk
         await writer.drain()
+        return True
 
     async def _send_json(self, writer: asyncio.StreamWriter, status: int, body: dict, headers: dict | None = None) -> None:
         payload = json.dumps(body).encode()
         reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 500: "Internal Server Error"}.get(status, "Error")
         head = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json", f"Content-Length: {len(payload)}",
-                "Connection: close", f"Date: {time.strftime('%a, %d %b %Y %H:%M:%S GMT', time.gmtime())}"]
+                "Connection: keep-alive" if self.keep_alive else "Connection: close", f"Date: {time.strftime('%a, %d %b %Y %H:%M:%S GMT', time.gmtime())}"]
         head += [f"{name}: {value}" for name, value in (headers or {}).items()]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
         await writer.drain()

@@ -81,9 +81,11 @@ application = URLRouter(
 )
 
 
-@pytest.fixture
-def server(settings, monkeypatch):
-    with FakeOpenAI(reply=REPLY) as fake:
+@pytest.fixture(params=[False, True], ids=["connection-close", "keep-alive-chunked"])
+def server(request, settings, monkeypatch):
+    """The local server, once closing each connection after its reply, once keeping
+    connections alive with chunked bodies, as api.openai.com does."""
+    with FakeOpenAI(reply=REPLY, keep_alive=request.param) as fake:
         for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
             monkeypatch.delenv(name, raising=False)
         settings.OPENAI_API_KEY, settings.OPENAI_BASE_URL = KEY, fake.base_url

@@ -1,0 +1,200 @@
+"""The lean HTTP/1.1 transport of the fast streaming path (``pyhub_ai.lean_http``).
+
+Each test talks to the local OpenAI-compatible server (tests/fake_openai.py) through the openai
+SDK, on a copy of the model's client made by ``lean_client_for``: the SDK's own streams, errors
+and timeouts must come out as they do on httpx2's default transport. The end-to-end equality of
+frames and stored rows is in tests/test_fast_stream.py, which runs against both kinds of server
+(one request per connection, and keep-alive with chunked bodies).
+"""
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import random
+import socket
+import ssl
+
+import httpx2
+import openai
+import pytest
+from langchain_openai import ChatOpenAI
+from openai._streaming import SSEDecoder
+
+from pyhub_ai.lean_http import LeanTransport, lean_client_for
+from pyhub_ai.openai_stream import _sse_data
+
+from .fake_openai import FakeOpenAI, Reply
+
+REPLY = "One two three four five six seven."
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_in_the_environment(monkeypatch):
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def server():
+    with FakeOpenAI(reply=REPLY, keep_alive=True) as fake:
+        yield fake
+
+
+def chat_model(base_url: str, **kwargs) -> ChatOpenAI:
+    return ChatOpenAI(model="gpt-4o-mini", api_key="sk-test-lean", base_url=base_url, max_retries=0, **kwargs)
+
+
+async def streamed_text(client, **kwargs) -> str:
+    """One streamed completion through the SDK's ``create()``, joined."""
+    stream = await client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Count."}], stream=True, **kwargs
+    )
+    return "".join([chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices])
+
+
+def test_the_models_default_client_gets_a_lean_copy_made_once():
+    llm = chat_model("http://127.0.0.1:9/v1", default_headers={"X-Team": "chat"})
+    lean = lean_client_for(llm.root_async_client)
+    assert lean is not llm.root_async_client
+    assert lean_client_for(llm.root_async_client) is lean
+    assert isinstance(lean._client._transport, LeanTransport)
+    for attribute in ("api_key", "base_url", "max_retries", "timeout", "_custom_headers", "_custom_query"):
+        assert getattr(lean, attribute) == getattr(llm.root_async_client, attribute)
+    # langchain-openai's TCP keepalive options are kept.
+    assert (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1) in lean._client._transport.socket_options
+
+
+def test_a_custom_client_or_a_proxy_keeps_the_models_own_client(monkeypatch):
+    custom = chat_model("http://127.0.0.1:9/v1", http_async_client=httpx2.AsyncClient(event_hooks={"request": [print]}))
+    proxied = chat_model("http://127.0.0.1:9/v1", openai_proxy="http://127.0.0.1:9")
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    from_environment = chat_model("http://127.0.0.1:9/v1")
+    for llm in (custom, proxied, from_environment):
+        assert lean_client_for(llm.root_async_client) is llm.root_async_client
+
+
+async def test_keep_alive_connections_carry_request_after_request(server):
+    client = lean_client_for(chat_model(server.base_url).root_async_client)
+    assert [await streamed_text(client) for _ in range(3)] == [REPLY] * 3
+    assert server.connections == 1
+    assert len(server.completions()) == 3
+
+
+async def test_an_idle_connection_the_server_closed_is_replaced_without_an_error(server):
+    client = lean_client_for(chat_model(server.base_url).root_async_client)
+    assert await streamed_text(client) == REPLY
+    server.close_connections()
+    assert await streamed_text(client) == REPLY
+    assert server.connections == 2
+    assert len(server.completions()) == 2  # sent once each: no retry by the SDK
+
+
+async def test_a_status_error_is_the_sdks_with_the_servers_message_and_the_connection_stays(server):
+    client = lean_client_for(chat_model(server.base_url).root_async_client)
+    server.fail_with(401, "Incorrect API key provided.")
+    with pytest.raises(openai.AuthenticationError, match="Incorrect API key provided"):
+        await streamed_text(client)
+    server.succeed()
+    assert await streamed_text(client) == REPLY
+    assert server.connections == 1
+
+
+async def test_a_stream_that_stalls_ends_with_the_sdks_timeout_error(server):
+    client = lean_client_for(chat_model(server.base_url).root_async_client)
+    server.answer_with(Reply(text=REPLY, stall_after=2))
+    with pytest.raises(openai.APITimeoutError):
+        await streamed_text(client, timeout=0.3)
+    assert await streamed_text(client) == REPLY  # on a new connection
+
+
+async def test_a_stream_cut_midway_ends_with_the_sdks_connection_error(server):
+    client = lean_client_for(chat_model(server.base_url).root_async_client)
+    server.answer_with(Reply(text=REPLY, drop_after=2))
+    with pytest.raises(openai.APIConnectionError):
+        await streamed_text(client)
+
+
+async def test_a_server_that_is_not_there_is_a_connection_error():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = lean_client_for(chat_model(f"http://127.0.0.1:{port}/v1").root_async_client)
+    with pytest.raises(openai.APIConnectionError):
+        await streamed_text(client)
+
+
+async def test_tcp_keepalive_is_set_on_the_connections(server):
+    client = lean_client_for(chat_model(server.base_url).root_async_client)
+    await streamed_text(client)
+    (idle,) = [connection for connections in client._client._transport._idle.values() for connection in connections]
+    assert idle.writer.get_extra_info("socket").getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1: (certificate file, key file)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    folder = tmp_path_factory.mktemp("tls")
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return str(folder / "cert.pem"), str(folder / "key.pem")
+
+
+async def test_https_uses_the_clients_certificate_verification(certificate):
+    cert_file, key_file = certificate
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert_file, key_file)
+    with FakeOpenAI(reply=REPLY, keep_alive=True, ssl_context=server_context) as server:
+        trusting = chat_model(server.base_url, http_async_client=httpx2.AsyncClient(verify=ssl.create_default_context(cafile=cert_file)))
+        client = lean_client_for(trusting.root_async_client)
+        assert isinstance(client._client._transport, LeanTransport)
+        assert [await streamed_text(client) for _ in range(2)] == [REPLY] * 2
+        assert server.connections == 1
+        # The default verification does not know this certificate: no reply, the SDK's error.
+        with pytest.raises(openai.APIConnectionError):
+            await streamed_text(lean_client_for(chat_model(server.base_url).root_async_client))
+
+
+STREAM = (
+    b": a comment\r\n"
+    b"data: {\"n\": 1}\r\n\r\n"
+    b"event: message\ndata: {\"n\": 2}\n\n"
+    b"data: first line\ndata:second line\n\n"
+    b"id: 7\rdata: {\"n\": 3}\r\r"
+    b"retry: 100\ndata: {\"text\": \"caf\xc3\xa9 \xed\x95\x9c\"}\n\n"
+    b"data: [DONE]\n\n"
+)
+
+
+async def test_server_sent_events_are_read_as_the_sdk_reads_them_however_the_bytes_are_split():
+    expected = [event.data.encode() for event in SSEDecoder().iter_bytes(iter([STREAM]))]
+    assert len(expected) == 6
+    shuffle = random.Random(20261130)
+    for _ in range(200):
+        cuts = sorted(shuffle.sample(range(1, len(STREAM)), shuffle.randint(1, 12)))
+        pieces = [STREAM[start:end] for start, end in zip([0, *cuts], [*cuts, len(STREAM)])]
+
+        async def chunks(pieces=pieces):
+            for piece in pieces:
+                yield piece
+
+        assert [data async for data in _sse_data(chunks())] == expected, pieces
