@@ -208,22 +208,34 @@ class DjangoSaver(BaseCheckpointSaver[str]):
             thread = _Thread(row.thread.pk, _rows_of(row.thread))
             tuples.append(
                 self._tuple(
-                    row.thread.thread_id, thread, row.checkpoint_ns, row.checkpoint_id, row.parent_checkpoint_id, row.checkpoint, row.metadata
-                )
+                    row.thread.thread_id, thread, row.checkpoint_ns, row.checkpoint_id, row.parent_checkpoint_id,
+                    row.checkpoint, row.metadata, row.message_runs,
+                )  # fmt: skip
             )
         done = len(page) < size or (limit is not None and len(tuples) >= limit)
         cursor = (page[-1].checkpoint_id, page[-1].pk) if page else None
         return _Page(tuples, cursor, done)
 
     def _tuple(
-        self, thread_id: str, thread: _Thread, ns: str, checkpoint_id: str, parent_id: str, body: dict[str, Any], metadata: Any
+        self,
+        thread_id: str,
+        thread: _Thread,
+        ns: str,
+        checkpoint_id: str,
+        parent_id: str,
+        body: dict[str, Any],
+        metadata: Any,
+        message_runs: dict[str, Any] | None,
     ) -> CheckpointTuple:
-        """The ``CheckpointTuple`` of a stored checkpoint: its channel values and pending writes."""
+        """The ``CheckpointTuple`` of a stored checkpoint: its channel values (inline, message
+        lists from ``message_runs``, the others from blobs) and pending writes."""
         checkpoint: dict[str, Any] = dict(body)
         values = dict(checkpoint.get("channel_values") or {})
+        using = router.db_for_read(Checkpoint)
+        for channel, runs in (message_runs or {}).items():
+            values[channel] = self._load_messages(thread, tuple(map(tuple, runs)), using)
         versions = {channel: str(version) for channel, version in checkpoint["channel_versions"].items() if channel not in values}
         blobs, writes = statements.checkpoint_values(thread.pk, ns, checkpoint_id, versions)
-        using = router.db_for_read(Checkpoint)
         for channel, _, kind, blob in blobs:
             values[channel] = self._load_value(thread, kind, blob, using)
         checkpoint["channel_values"] = values
@@ -235,12 +247,18 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         return CheckpointTuple(config, checkpoint, metadata, parent_config, pending_writes)  # type: ignore[arg-type]
 
     def _load_value(self, thread: _Thread, kind: str, blob: Any, using: str) -> Any:
+        """A value stored in a blob (message lists too, in checkpoints stored before
+        ``Checkpoint.message_runs``)."""
         if kind == MESSAGES_TYPE:
-            runs = stored_messages.decode_runs(blob)
-            loaded = stored_messages.load(thread.rows, runs, self.message_lists.recent(thread.pk), using)
-            self.message_lists.add(thread.pk, loaded)
-            return list(loaded.messages)
+            return self._load_messages(thread, stored_messages.decode_runs(blob), using)
         return self.serde.loads_typed((kind, bytes(blob)))
+
+    def _load_messages(self, thread: _Thread, runs: tuple[stored_messages.Run, ...], using: str) -> list[BaseMessage]:
+        """The message list ``runs`` (a copy: LangGraph and its callers may change it), read
+        from the saver's memory where it can."""
+        loaded = stored_messages.load(thread.rows, runs, self.message_lists.recent(thread.pk), using)
+        self.message_lists.add(thread.pk, loaded)
+        return list(loaded.messages)
 
     # -- Writing -------------------------------------------------------------------------------
 
@@ -258,19 +276,40 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         parent_id = get_checkpoint_id(config) or ""
         body: dict[str, Any] = {key: value for key, value in checkpoint.items() if key != "channel_values"}
         values = checkpoint["channel_values"]
-        body["channel_values"] = {channel: value for channel, value in values.items() if _inline(value)}
+        inline = body["channel_values"] = {channel: value for channel, value in values.items() if _inline(value)}
+        others = {channel: value for channel, value in values.items() if channel not in inline}
         stored_metadata = get_serializable_checkpoint_metadata(config, metadata)
         using = router.db_for_write(Checkpoint)
 
         def write(thread: _Thread) -> None:
+            runs: dict[str, list[list[int]]] = {}
+            changed = []
+            for channel, value in others.items():
+                is_list = stored_messages.looks_like_message_list(value)
+                if is_list and channel not in new_versions:
+                    found = self._unchanged_runs(thread, ns, channel, value, checkpoint["channel_versions"].get(channel), parent_id, using)
+                    if found is not None:
+                        runs[channel] = [list(run) for run in found]
+                        continue
+                if is_list or channel in new_versions:
+                    changed.append(channel)
+            if not changed:
+                statements.insert_checkpoint(thread.pk, ns, checkpoint["id"], parent_id, body, stored_metadata, runs, timezone.now())
+                return
             with transaction.atomic(using=using):
-                blobs = [
-                    self._blob(thread, ns, channel, str(version), values[channel], parent_id, using)
-                    for channel, version in new_versions.items()
-                    if channel in values and channel not in body["channel_values"]
-                ]
+                blobs = []
+                for channel in changed:
+                    value = others[channel]
+                    if stored_messages.looks_like_message_list(value):
+                        stored = self._store_messages(thread, ns, channel, value, parent_id, using)
+                        if stored is not None:
+                            runs[channel] = [list(run) for run in stored.runs]
+                            continue
+                    if channel in new_versions:
+                        kind, blob = self.serde.dumps_typed(value)
+                        blobs.append((channel, str(new_versions[channel]), kind, blob))
                 statements.insert_blobs(thread.pk, ns, blobs)
-                statements.insert_checkpoint(thread.pk, ns, checkpoint["id"], parent_id, body, stored_metadata, timezone.now())
+                statements.insert_checkpoint(thread.pk, ns, checkpoint["id"], parent_id, body, stored_metadata, runs, timezone.now())
 
         self._with_thread(thread_id, write, create=True)
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
@@ -280,35 +319,57 @@ class DjangoSaver(BaseCheckpointSaver[str]):
     ) -> RunnableConfig:
         return await sync_to_async(self._put)(config, checkpoint, metadata, new_versions)
 
-    def _blob(self, thread: _Thread, ns: str, channel: str, version: str, value: Any, parent_id: str, using: str) -> tuple[str, str, str, bytes]:
-        """``(channel, version, type, blob)`` of one channel value; a message list is stored as
-        rows, and its blob lists their runs."""
-        if stored_messages.looks_like_message_list(value):
-            bases = self.message_lists.recent(thread.pk) or self._parent_lists(thread, ns, channel, parent_id, using)
-            stored = stored_messages.store(thread.rows, value, bases, using, self.message_lists.known(thread.pk))
-            if stored is not None:
-                self.message_lists.add(thread.pk, stored)
-                return channel, version, MESSAGES_TYPE, stored_messages.encode_runs(stored.runs)
-        kind, blob = self.serde.dumps_typed(value)
-        return channel, version, kind, blob
+    def _store_messages(self, thread: _Thread, ns: str, channel: str, value: list[Any], parent_id: str, using: str) -> MessageList | None:
+        """Store a changed message list as rows (called by ``_put``): its new messages are
+        inserted, the others refer to their rows; ``None`` when it cannot be stored as rows."""
+        bases = self.message_lists.recent(thread.pk) or self._parent_lists(thread, ns, channel, parent_id, using)
+        stored = stored_messages.store(thread.rows, value, bases, using, self.message_lists.known(thread.pk))
+        if stored is not None:
+            self.message_lists.add(thread.pk, stored)
+        return stored
+
+    def _unchanged_runs(
+        self, thread: _Thread, ns: str, channel: str, value: list[Any], version: Any, parent_id: str, using: str
+    ) -> tuple[stored_messages.Run, ...] | None:
+        """The runs of a message list that did not change since the parent checkpoint (called by
+        ``_put``): the saver's memory has it, or the parent checkpoint stored it at the same
+        version; ``None`` if neither (``_put`` stores it as a changed list)."""
+        stored = stored_messages.find(value, self.message_lists.recent(thread.pk))
+        if stored is not None:
+            return stored.runs
+        if parent_id and version is not None:
+            return self._parent_runs(thread, ns, channel, parent_id, str(version), using)
+        return None
+
+    def _parent_runs(
+        self, thread: _Thread, ns: str, channel: str, parent_id: str, version: str | None, using: str
+    ) -> tuple[stored_messages.Run, ...] | None:
+        """The runs of the parent checkpoint's message list of ``channel`` (at ``version``, when
+        given), from its row or, for a checkpoint stored before ``Checkpoint.message_runs``,
+        its blob."""
+        parent = Checkpoint.objects.using(using).filter(thread_id=thread.pk, checkpoint_ns=ns, checkpoint_id=parent_id)
+        row = parent.values_list("checkpoint", "message_runs").first()
+        if row is None:
+            return None
+        body, message_runs = row
+        parent_version = (body or {}).get("channel_versions", {}).get(channel)
+        if parent_version is None or (version is not None and str(parent_version) != version):
+            return None
+        if channel in (message_runs or {}):
+            return tuple(map(tuple, message_runs[channel]))
+        blob = CheckpointBlob.objects.using(using).filter(
+            thread_id=thread.pk, checkpoint_ns=ns, channel=channel, version=str(parent_version), type=MESSAGES_TYPE
+        )
+        runs = blob.values_list("blob", flat=True).first()
+        return None if runs is None else stored_messages.decode_runs(runs)
 
     def _parent_lists(self, thread: _Thread, ns: str, channel: str, parent_id: str, using: str) -> list[MessageList]:
         """The parent checkpoint's message list of ``channel`` (read when the saver has no list
         of this thread in memory, e.g. in a new process), so its messages are not stored again."""
-        if not parent_id:
-            return []
-        parent = Checkpoint.objects.using(using).filter(thread_id=thread.pk, checkpoint_ns=ns, checkpoint_id=parent_id)
-        body = parent.values_list("checkpoint", flat=True).first()
-        version = (body or {}).get("channel_versions", {}).get(channel)
-        if version is None:
-            return []
-        blob = CheckpointBlob.objects.using(using).filter(
-            thread_id=thread.pk, checkpoint_ns=ns, channel=channel, version=str(version), type=MESSAGES_TYPE
-        )
-        runs = blob.values_list("blob", flat=True).first()
+        runs = self._parent_runs(thread, ns, channel, parent_id, None, using) if parent_id else None
         if runs is None:
             return []
-        return [stored_messages.load(thread.rows, stored_messages.decode_runs(runs), [], using)]
+        return [stored_messages.load(thread.rows, runs, [], using)]
 
     def put_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = "") -> None:
         """Store a task's writes, pending for the checkpoint ``config`` names. Writing the same
@@ -402,6 +463,11 @@ class DjangoSaver(BaseCheckpointSaver[str]):
                     copies = []
                     for row in model.objects.using(using).filter(thread=source).iterator():
                         row.pk, row.thread_id = None, target.pk
+                        if model is Checkpoint:
+                            row.message_runs = {
+                                channel: [list(run) for run in _map_runs([tuple(run) for run in runs], pk_map)]
+                                for channel, runs in (row.message_runs or {}).items()
+                            }
                         copies.append(row)
                     model.objects.using(using).bulk_create(copies, ignore_conflicts=True)
 

@@ -90,18 +90,19 @@ class CheckpointAdmin(MetadataColumns, ReadOnlyAdmin):
             (blob.channel, blob.version): blob
             for blob in CheckpointBlob.objects.filter(thread_id=obj.thread_id, checkpoint_ns=obj.checkpoint_ns, channel__in=list(versions))
         }
+        message_runs = obj.message_runs or {}
         lines = []
         for channel, version in sorted(versions.items()):
             if channel in inline:
                 lines.append(f"{channel}: {inline[channel]!r}")
                 continue
             blob = blobs.get((channel, str(version)))
-            if blob is None:
-                lines.append(f"{channel}: -")
-            elif blob.type == MESSAGES_TYPE:
-                runs = decode_runs(blob.blob)
+            if channel in message_runs or (blob is not None and blob.type == MESSAGES_TYPE):
+                runs = message_runs[channel] if channel in message_runs else decode_runs(blob.blob)
                 count = sum(run[2] for run in runs)
                 lines.append(f"{channel}: {count} messages (conversation rows {', '.join(f'#{a}-#{b}' for a, b, _ in runs)})")
+            elif blob is None:
+                lines.append(f"{channel}: -")
             else:
                 lines.append(f"{channel}: {blob.type}, {len(bytes(blob.blob or b''))} bytes")
         return format_html("<pre>{}</pre>", "\n".join(lines))

@@ -179,6 +179,15 @@ def store(
     return MessageList(runs=tuple(builder.runs), pks=builder.pks, messages=list(messages))
 
 
+def find(messages: list[Any], bases: Sequence[MessageList]) -> MessageList | None:
+    """The base list that holds exactly ``messages`` (the same objects, or equal ones), if any:
+    a list stored or read before, which needs no new row."""
+    for base in bases:
+        if len(base.messages) == len(messages) and base.messages == messages:
+            return base
+    return None
+
+
 def _longest_prefix_base(messages: list[BaseMessage], bases: Sequence[MessageList]) -> MessageList | None:
     """The longest base list whose messages are the first messages of ``messages``: the same
     objects (the usual case: list equality checks identity first, in C), or equal ones (lists

@@ -3,9 +3,11 @@
 A LangGraph thread (``thread_id``) is a ``GraphThread``: a name for one *conversation thread*
 (a conversation, plus the user or visitor whose thread it is; see ``pyhub_ai.models``). Its
 messages are that thread's ``ConversationMessage`` rows, stored once; a checkpoint's message
-list refers to them (``pyhub_ai.checkpoint_messages``). Everything else a checkpoint holds is
-in these tables, as LangGraph's own savers store it: one row per checkpoint, one per channel
-value that changed (``CheckpointBlob``) and one per pending write (``CheckpointWrite``).
+list refers to them (``Checkpoint.message_runs``, see ``pyhub_ai.checkpoint_messages``).
+Everything else a checkpoint holds is in these tables, as LangGraph's own savers store it: one
+row per checkpoint (with its small plain values), one per other channel value that changed
+(``CheckpointBlob``) and one per pending write (``CheckpointWrite``). A ``put`` that adds no
+message and no large value is one ``INSERT``.
 
 Imported by ``pyhub_ai.models``, so Django finds these models; deleting a conversation deletes
 its LangGraph threads and their checkpoints.
@@ -47,8 +49,9 @@ class GraphThread(models.Model):
 
 
 class Checkpoint(models.Model):
-    """One LangGraph checkpoint; ``checkpoint`` holds it without the channel values that
-    live in ``CheckpointBlob`` rows (small plain values stay inline)."""
+    """One LangGraph checkpoint; ``checkpoint`` holds it with its small plain channel values,
+    ``message_runs`` its message lists (as runs of the thread's rows), and the other values
+    are ``CheckpointBlob`` rows."""
 
     thread = models.ForeignKey(
         GraphThread, on_delete=models.CASCADE, related_name="checkpoints", verbose_name=_("LangGraph thread")
@@ -58,6 +61,12 @@ class Checkpoint(models.Model):
     parent_checkpoint_id = models.CharField(_("parent checkpoint id"), max_length=64, blank=True, default="")
     checkpoint = models.JSONField(_("checkpoint"))
     metadata = models.JSONField(_("metadata"), default=dict, blank=True)
+    message_runs = models.JSONField(
+        _("message runs"),
+        default=dict,
+        blank=True,
+        help_text=_("Per channel, its list of messages: runs of the thread's rows (first id, last id, count)."),
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:

@@ -324,26 +324,25 @@ def _plain_insert_sql(t: _Table, columns: Sequence[str], rows: int) -> str:
     return f"INSERT INTO {t.name} ({', '.join(t.column[name] for name in columns)}) VALUES {values}"
 
 
-def checkpoint_row(thread_pk: int, ns: str, checkpoint_id: str | None) -> tuple[str, str, Any, Any] | None:
-    """``(checkpoint id, parent checkpoint id, checkpoint, metadata)`` of a thread's checkpoint
-    ``checkpoint_id``, or of its latest one."""
+def checkpoint_row(thread_pk: int, ns: str, checkpoint_id: str | None) -> tuple[str, str, Any, Any, Any] | None:
+    """``(checkpoint id, parent checkpoint id, checkpoint, metadata, message runs)`` of a
+    thread's checkpoint ``checkpoint_id``, or of its latest one."""
     t = _for_read(Checkpoint)
-    c = t.column
-    sql = (
-        f"SELECT {c['checkpoint_id']}, {c['parent_checkpoint_id']}, {c['checkpoint']}, {c['metadata']} FROM {t.name} "
-        f"WHERE {c['thread']} = %s AND {c['checkpoint_ns']} = %s"
-    )
-    params: list[Any] = [thread_pk, ns]
-    if checkpoint_id:
-        sql += f" AND {c['checkpoint_id']} = %s"
-        params.append(checkpoint_id)
-    else:
-        sql += f" ORDER BY {c['checkpoint_id']} DESC LIMIT 1"
-    rows = t.select(sql, params)
+    rows = t.select(_checkpoint_row_sql(t, latest=not checkpoint_id), [thread_pk, ns, *([checkpoint_id] if checkpoint_id else [])])
     if not rows:
         return None
-    found_id, parent_id, checkpoint, metadata = rows[0]
-    return found_id, parent_id, t.read("checkpoint", checkpoint), t.read("metadata", metadata)
+    found_id, parent_id, checkpoint, metadata, runs = rows[0]
+    return found_id, parent_id, t.read("checkpoint", checkpoint), t.read("metadata", metadata), t.read("message_runs", runs)
+
+
+@cache
+def _checkpoint_row_sql(t: _Table, latest: bool) -> str:
+    c = t.column
+    sql = (
+        f"SELECT {c['checkpoint_id']}, {c['parent_checkpoint_id']}, {c['checkpoint']}, {c['metadata']}, {c['message_runs']} "
+        f"FROM {t.name} WHERE {c['thread']} = %s AND {c['checkpoint_ns']} = %s"
+    )
+    return sql + (f" ORDER BY {c['checkpoint_id']} DESC LIMIT 1" if latest else f" AND {c['checkpoint_id']} = %s")
 
 
 def checkpoint_values(thread_pk: int, ns: str, checkpoint_id: str, versions: dict[str, str]) -> tuple[list[tuple], list[tuple]]:
@@ -370,12 +369,28 @@ def checkpoint_values(thread_pk: int, ns: str, checkpoint_id: str, versions: dic
     return values, pending
 
 
-def insert_checkpoint(thread_pk: int, ns: str, checkpoint_id: str, parent_id: str, checkpoint: Any, metadata: Any, now: datetime) -> None:
+def insert_checkpoint(
+    thread_pk: int, ns: str, checkpoint_id: str, parent_id: str, checkpoint: Any, metadata: Any, message_runs: Any, now: datetime
+) -> None:
     """Store a checkpoint (a checkpoint stored again under its id replaces the first)."""
     t = _for_write(Checkpoint)
-    columns = ["thread", "checkpoint_ns", "checkpoint_id", "parent_checkpoint_id", "checkpoint", "metadata", "created_at"]
-    values = [thread_pk, ns, checkpoint_id, parent_id, t.prep("checkpoint", checkpoint), t.prep("metadata", metadata), t.prep("created_at", now)]
-    t.update(_insert_sql(t, columns, 1, ["thread", "checkpoint_ns", "checkpoint_id"], ["checkpoint", "metadata"]), values)
+    connection = t.connection
+    fields = t.fields
+    values = [
+        thread_pk, ns, checkpoint_id, parent_id,
+        fields["checkpoint"].get_db_prep_save(checkpoint, connection),
+        fields["metadata"].get_db_prep_save(metadata, connection),
+        fields["message_runs"].get_db_prep_save(message_runs, connection),
+        fields["created_at"].get_db_prep_save(now, connection),
+    ]  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_checkpoint_sql(t), values)
+
+
+@cache
+def _insert_checkpoint_sql(t: _Table) -> str:
+    columns = ["thread", "checkpoint_ns", "checkpoint_id", "parent_checkpoint_id", "checkpoint", "metadata", "message_runs", "created_at"]
+    return _insert_sql(t, columns, 1, ["thread", "checkpoint_ns", "checkpoint_id"], ["checkpoint", "metadata", "message_runs"])
 
 
 def insert_blobs(thread_pk: int, ns: str, blobs: Sequence[tuple[str, str, str, bytes]]) -> None:

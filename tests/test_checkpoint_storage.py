@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.db import connections
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
 from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage, ToolMessage
+from langgraph.checkpoint.base import copy_checkpoint
+from langgraph.checkpoint.base.id import uuid6
 from langgraph.graph import START, MessagesState, StateGraph
 
 from pyhub_ai.checkpoint import DjangoSaver, conversation_thread_id
 from pyhub_ai.history import DjangoChatMessageHistory
-from pyhub_ai.models import CheckpointBlob, Conversation, ConversationMessage, GraphThread
+from pyhub_ai.models import Checkpoint, CheckpointBlob, Conversation, ConversationMessage, GraphThread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -64,9 +67,58 @@ def test_the_stored_message_list_does_not_grow_with_the_thread():
         graph.invoke({"messages": [HumanMessage(content=f"message {turn}")]}, config_of("long"))
 
     rows = list(ConversationMessage.objects.filter(conversation__session_id="long").values_list("pk", flat=True))
-    latest = CheckpointBlob.objects.filter(channel="messages").order_by("-pk").first()
+    latest = Checkpoint.objects.order_by("-checkpoint_id").first()
     assert len(rows) == 24
-    assert json.loads(bytes(latest.blob)) == {"runs": [[min(rows), max(rows), 24]]}
+    assert latest.message_runs == {"messages": [[min(rows), max(rows), 24]]}
+    assert not CheckpointBlob.objects.filter(channel="messages").exists()
+
+
+def test_a_checkpoint_that_adds_no_message_is_one_statement():
+    saver = DjangoSaver()
+    graph = echo_graph(saver)
+    graph.invoke({"messages": [HumanMessage(content="one")]}, config_of("lean"))
+    latest = saver.get_tuple(config_of("lean"))
+    checkpoint = copy_checkpoint(latest.checkpoint)
+    checkpoint["id"] = str(uuid6(clock_seq=-2))
+
+    with CaptureQueriesContext(connection) as queries:
+        saver.put(latest.config, checkpoint, {"source": "update", "step": 9}, {})
+
+    assert [query["sql"].split()[0] for query in queries.captured_queries] == ["INSERT"]
+    assert saver.get_tuple(config_of("lean")).checkpoint["id"] == checkpoint["id"]
+    assert contents(echo_graph(DjangoSaver()).get_state(config_of("lean")).values["messages"]) == ["one", "echo: one"]
+
+
+def test_a_new_saver_stores_an_unchanged_message_list_without_storing_its_messages_again():
+    graph = echo_graph(DjangoSaver())
+    graph.invoke({"messages": [HumanMessage(content="one")]}, config_of("unchanged"))
+    latest = DjangoSaver().get_tuple(config_of("unchanged"))
+    checkpoint = copy_checkpoint(latest.checkpoint)
+    checkpoint["id"] = str(uuid6(clock_seq=-2))
+
+    DjangoSaver().put(latest.config, checkpoint, {"source": "update", "step": 9}, {})  # nothing in memory
+
+    assert contents(echo_graph(DjangoSaver()).get_state(config_of("unchanged")).values["messages"]) == ["one", "echo: one"]
+    assert ConversationMessage.objects.filter(conversation__session_id="unchanged").count() == 2
+
+
+def test_checkpoints_stored_with_their_messages_in_a_blob_are_still_read():
+    # Before Checkpoint.message_runs, a message list was a blob of type "pyhub_ai.messages".
+    echo_graph(DjangoSaver()).invoke({"messages": [HumanMessage(content="one")]}, config_of("older"))
+    for row in Checkpoint.objects.exclude(message_runs={}):
+        version = row.checkpoint["channel_versions"]["messages"]
+        blob = json.dumps({"runs": row.message_runs["messages"]}).encode()
+        CheckpointBlob.objects.get_or_create(
+            thread_id=row.thread_id, checkpoint_ns=row.checkpoint_ns, channel="messages", version=str(version),
+            defaults={"type": "pyhub_ai.messages", "blob": blob},
+        )  # fmt: skip
+    Checkpoint.objects.update(message_runs={})
+
+    graph = echo_graph(DjangoSaver())  # a new process: nothing in memory
+    assert contents(graph.get_state(config_of("older")).values["messages"]) == ["one", "echo: one"]
+    graph.invoke({"messages": [HumanMessage(content="two")]}, config_of("older"))
+    assert contents(graph.get_state(config_of("older")).values["messages"]) == ["one", "echo: one", "two", "echo: two"]
+    assert ConversationMessage.objects.filter(conversation__session_id="older").count() == 4
 
 
 def test_a_new_saver_continues_a_thread_without_storing_its_messages_again():
