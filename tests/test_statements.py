@@ -81,3 +81,23 @@ def test_add_conversation_activity_adds_usage_and_sets_the_times():
     conversation.refresh_from_db()
     assert (conversation.input_tokens, conversation.output_tokens) == (9, 12)
     assert (conversation.updated_at, conversation.expires_at) == (now, now + timedelta(days=1))
+
+
+def test_conversation_reads_every_field_as_the_orm_does(user_a):
+    expires = timezone.now() + timedelta(days=2)
+    stored = Conversation.objects.create(
+        user=user_a, title="제목", session_id="s-1", metadata={"topic": ["a", 1]}, expires_at=expires, input_tokens=3, output_tokens=4
+    )
+    read = statements.conversation(stored.pk)
+    expected = Conversation.objects.get(pk=stored.pk)
+    assert isinstance(read, Conversation) and not read._state.adding and read._state.db == expected._state.db
+    assert {f.attname: getattr(read, f.attname) for f in Conversation._meta.concrete_fields} == {
+        f.attname: getattr(expected, f.attname) for f in Conversation._meta.concrete_fields
+    }
+    assert read.expires_at == expires and read.metadata == {"topic": ["a", 1]}
+    blank = Conversation.objects.create()
+    assert (statements.conversation(str(blank.pk)).user_id, statements.conversation(blank.pk).session_id) == (None, None)
+    assert statements.conversation(blank.pk + 1000) is None
+    assert statements.conversation(2**63) is None and statements.conversation(-(2**63) - 1) is None
+    with pytest.raises(ValueError):
+        statements.conversation("not-an-id")

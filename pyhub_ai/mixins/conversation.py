@@ -6,14 +6,18 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AnonymousUser
 
+from .. import statements
 from ..conf import conf
 from ..history import DjangoChatMessageHistory
 from ..models import Conversation
 from ..permissions import BasePermission, IsAuthenticated, IsConversationParticipant
 from ..sessions import is_session_current
 from .protocol import CLOSE_FORBIDDEN, CLOSE_NOT_SIGNED_IN
+
+_read_conversation = sync_to_async(statements.conversation)
 
 #: URL route kwargs searched by ``get_conversation_pk()``, in order.
 CONVERSATION_PK_KWARGS = ("conversation_pk", "conversation_id", "pk", "id")
@@ -110,8 +114,8 @@ class ConversationMixin:
         if pk is None:
             return None
         try:
-            return await Conversation.objects.aget(pk=pk)
-        except (Conversation.DoesNotExist, ValueError):
+            return await _read_conversation(pk)  # Conversation.objects.aget(pk=pk), without building a query
+        except ValueError:
             return None
 
     async def can_access_conversation(self, conversation: Conversation) -> bool:
