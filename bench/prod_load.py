@@ -48,10 +48,10 @@ PRODUCTION_RESULTS = ws_load.RESULTS_DIR / "production.md"
 PRODUCTION_PROFILE = ws_load.RESULTS_DIR / "profile-production.md"
 
 
-def plan(scenarios: list[str], quick: bool, profile: bool) -> dict[str, list[dict]]:
+def plan(scenarios: list[str], quick: bool, profile: bool, quick_tokens: int = 200) -> dict[str, list[dict]]:
     """The runs of each worker group (``sqlite``: the comparison; ``postgres``: scale-out)."""
     phase = QUICK_PHASE if quick else PHASE
-    configs = [(200, 50)] if quick else [(tokens, window) for tokens in (10, 200) for window in (2, 50)]
+    configs = [(quick_tokens, 50)] if quick else [(tokens, window) for tokens in (10, 200) for window in (2, 50)]
     groups: dict[str, list[dict]] = {}
     if "sqlite" in scenarios:
         runs = [
@@ -60,7 +60,8 @@ def plan(scenarios: list[str], quick: bool, profile: bool) -> dict[str, list[dic
             for tokens, window in configs for consumer in CONSUMERS + (("http_every",) if (tokens, window) == (200, 50) else ())
         ]  # fmt: skip
         if profile and ws_load.py_spy_path():
-            runs.append({"name": "profile-fast-200t-w50", "consumer": "fast", "tokens": 200, "window": 50, "n": N,
+            tokens = quick_tokens if quick else 200
+            runs.append({"name": f"profile-fast-{tokens}t-w50", "consumer": "fast", "tokens": tokens, "window": 50, "n": N,
                          "processes": 1, "phase": PROFILE_SECONDS + 1.0, "profile": str(ws_load.VAR / "profile-production.txt")})  # fmt: skip
         elif profile:
             print("py-spy is not installed (`.venv/bin/pip install py-spy`): no profile of the production path.", flush=True)
@@ -111,11 +112,13 @@ async def drive(run: dict, uris: list[str], warm_uris: list[str], pids: list[int
     stats = ws_load.TurnStats()
     rng = random.Random(1234)
     cpu_before, started = [ws_load.cpu_seconds(pid) for pid in pids], time.perf_counter()
+    loop_cpu_before = [ws_load.main_thread_cpu_seconds(pid) for pid in pids]
     await asyncio.gather(*(
         ws_load.run_turns(c, 100_000, run["tokens"] * PACE, started + run["phase"], stats, rng) for c in connected
     ))  # fmt: skip
     finished = time.perf_counter()
     cpu = sum(ws_load.cpu_seconds(pid) - before for pid, before in zip(pids, cpu_before))
+    loop_cpu = sum(ws_load.main_thread_cpu_seconds(pid) - before for pid, before in zip(pids, loop_cpu_before))
     profile_error = profiler.wait(PROFILE_SECONDS + 30) if profiler else None
     await ws_load.close_all(connections)
     done, wall = len(stats.latencies), finished - started
@@ -129,6 +132,7 @@ async def drive(run: dict, uris: list[str], warm_uris: list[str], pids: list[int
         "daphne_cpu_s": cpu,
         "daphne_pct": 100 * cpu / wall,
         "cpu_ms_per_reply": 1000 * cpu / done if done else None,
+        "other_threads_cpu_ms_per_reply": 1000 * (cpu - loop_cpu) / done if done else None,
         "turn_ids": stats.turn_ids,
         "profile_error": profile_error,
     }
@@ -167,7 +171,7 @@ def run_one(run: dict, env: dict[str, str]) -> dict:
         result["answered_turns_stored"] = ws_load.count_stored_turns(turn_ids)
     print(
         f"  [{run['name']}] {result['turns_done']} turns, {result['turns_per_s']:.1f} turns/s, daphne CPU "
-        f"{ws_load._fmt(result['cpu_ms_per_reply'], 1)} ms/reply ({result['daphne_pct']:.0f}%), errors {result['turn_errors'] or 0}",
+        f"{ws_load._fmt(result['cpu_ms_per_reply'], 1)} ms/reply ({result['daphne_pct']:.0f}%; other threads {ws_load._fmt(result['other_threads_cpu_ms_per_reply'], 1)} ms), errors {result['turn_errors'] or 0}",
         flush=True,
     )
     return result
@@ -207,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.prod_load", description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenarios", default="sqlite,postgres", help="sqlite (the comparison), postgres (scale-out); default: both")
     parser.add_argument("--quick", action="store_true", help="one configuration (200 tokens, window 50), shorter runs")
+    parser.add_argument("--tokens", type=int, default=200, help="with --quick: tokens per reply (default 200)")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy run")
     parser.add_argument("--budget", type=float, default=600, help="seconds for all runs; runs that do not fit are skipped (default 600)")
     parser.add_argument("--worker", choices=["sqlite", "postgres"], help=argparse.SUPPRESS)
@@ -226,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     command = os.environ.get("PYHUB_AI_BENCH_COMMAND") or "python -m bench.prod_load " + " ".join(argv if argv is not None else sys.argv[1:])
     ws_load.raise_nofile_limit()
     deadline, started, groups = time.time() + args.budget, time.perf_counter(), []
-    for group, runs in plan(scenarios, args.quick, not args.no_profile).items():
+    for group, runs in plan(scenarios, args.quick, not args.no_profile, args.tokens).items():
         print(f"==> production path, {group}: {len(runs)} runs", flush=True)
         try:
             groups.append(ws_load._run_group(group, runs, deadline, module="bench.prod_load", settings="bench.prod_settings"))

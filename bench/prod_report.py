@@ -80,21 +80,28 @@ def comparison_table(runs: list[dict]) -> list[str]:
 
 
 def headline(configs: dict[tuple[int, int], list[dict]]) -> list[str]:
+    """After against the floor, and the goals: ≤ 1.5× the floor for 200-token replies, ≤ 1.5× the
+    floor plus our storage for short ones. Storage is measured as the CPU of daphne's threads
+    other than the event loop's (the database thread runs every query; the floor has none)."""
     lines = [
-        "| reply | window | floor (ms) | before (ms) | after (ms) | after ÷ floor | before ÷ after | after − floor (ms: storage, protocol, the SDK's HTTP, LangChain's payload and message) | after ÷ floor with one frame per token | goal |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| reply | window | floor (ms) | before (ms) | after (ms) | of which the database thread (ms) | after ÷ floor | before ÷ after | after − floor (ms) | after ÷ floor with one frame per token | goal |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for (tokens, window), runs in configs.items():
-        by = {r["consumer"]: r["cpu_ms_per_reply"] for r in _ok(runs)}
+        ok = {r["consumer"]: r for r in _ok(runs)}
+        by = {consumer: r["cpu_ms_per_reply"] for consumer, r in ok.items()}
         floor, before, after, every = by.get("http"), by.get("standard"), by.get("fast"), by.get("http_every")
         if not (floor and after):
             continue
-        goal = "–"
+        storage = ok["fast"].get("other_threads_cpu_ms_per_reply")
         if tokens >= 200:
-            goal = f"≤ {GOAL_RATIO}× floor: **{'met' if after <= GOAL_RATIO * floor else 'MISSED'}**"
+            limit, what = GOAL_RATIO * floor, f"≤ {GOAL_RATIO}× floor"
+        else:
+            limit, what = GOAL_RATIO * floor + (storage or 0), f"≤ {GOAL_RATIO}× floor + storage = {GOAL_RATIO * floor + (storage or 0):.1f} ms"
+        goal = f"{what}: **{'met' if after <= limit else 'MISSED'}**"
         lines.append(
-            f"| {tokens} tokens | {window} | {floor:.1f} | {ws_load._fmt(before, 1)} | {after:.1f} | {after / floor:.2f}× | "
-            f"{_ratio(before, after)} | {after - floor:.1f} | {_ratio(after, every)} | {goal} |"
+            f"| {tokens} tokens | {window} | {floor:.1f} | {ws_load._fmt(before, 1)} | {after:.1f} | {ws_load._fmt(storage, 1)} | "
+            f"{after / floor:.2f}× | {_ratio(before, after)} | {after - floor:.1f} | {_ratio(after, every)} | {goal} |"
         )
     return lines
 

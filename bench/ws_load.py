@@ -111,6 +111,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def main_thread_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process's main thread (daphne's event loop); the rest of
+    ``cpu_seconds(pid)`` is its other threads' (the database thread, executors)."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """CPU time of a process, its finished (waited-for) children and its live children:
     a PostgreSQL postmaster and its backends, which come and go."""
