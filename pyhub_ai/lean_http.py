@@ -124,10 +124,12 @@ class LeanTransport(httpx2.AsyncBaseTransport):
 
     def _take_idle(self, request: httpx2.Request) -> _Connection | None:
         idle = self._idle.get(_origin(request.url))
-        loop_time = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
         while idle:
             connection = idle.pop()
-            if connection.reusable(loop_time):
+            if connection.reader._loop is not loop:
+                continue  # opened by another event loop (which may be closed): dropped unused
+            if connection.reusable(loop.time()):
                 return connection
             connection.close()
         return None
@@ -222,7 +224,7 @@ class _Connection:
         read_timeout = timeouts.get("read")
         with _Watchdog(self, read_timeout):
             try:
-                status, reason, headers = await self._read_head(request, reused)
+                version, status, reason, headers = await self._read_head(request, reused)
             except httpx2.ReadError as exc:
                 self.close()
                 if reused:  # reset by the server before it answered
@@ -231,7 +233,8 @@ class _Connection:
             except BaseException:
                 self.close()
                 raise
-        keep_alive = not any(name.lower() == b"connection" and b"close" in value.lower() for name, value in headers)
+        connection_header = b",".join(value.lower() for name, value in headers if name.lower() == b"connection")
+        keep_alive = b"keep-alive" in connection_header if version == b"HTTP/1.0" else b"close" not in connection_header
         framing = _framing(request, status, headers)
         return httpx2.Response(
             status,
@@ -240,8 +243,9 @@ class _Connection:
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
         )
 
-    async def _read_head(self, request: httpx2.Request, reused: bool) -> tuple[int, bytes, list]:
-        """The status, reason and header lines of the response (interim 1xx answers skipped)."""
+    async def _read_head(self, request: httpx2.Request, reused: bool) -> tuple[bytes, int, bytes, list]:
+        """The HTTP version, status, reason and header lines of the response (interim 1xx
+        answers skipped)."""
         while True:
             line = await self.read_line(request)
             if not line:
@@ -259,7 +263,7 @@ class _Connection:
                 headers.append((name.strip(), value.strip()))
             status = int(parts[1])
             if status >= 200 or status == 101:
-                return status, parts[2] if len(parts) > 2 else b"", headers
+                return parts[0], status, parts[2] if len(parts) > 2 else b"", headers
 
     async def read_line(self, request: httpx2.Request) -> bytes:
         """One line (with its ending; ``b""`` at the end of the stream), errors as httpx2's."""

@@ -91,6 +91,15 @@ async def test_an_idle_connection_the_server_closed_is_replaced_without_an_error
     assert len(server.completions()) == 2  # sent once each: no retry by the SDK
 
 
+def test_a_connection_left_by_another_event_loop_is_not_reused(server):
+    import asyncio
+
+    client = lean_client_for(chat_model(server.base_url).root_async_client)
+    assert asyncio.run(streamed_text(client)) == REPLY  # its connection stays idle in the pool
+    assert asyncio.run(streamed_text(client)) == REPLY
+    assert server.connections == 2
+
+
 async def test_a_status_error_is_the_sdks_with_the_servers_message_and_the_connection_stays(server):
     client = lean_client_for(chat_model(server.base_url).root_async_client)
     server.fail_with(401, "Incorrect API key provided.")
