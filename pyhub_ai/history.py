@@ -309,11 +309,11 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         )
         ai = ConversationMessage.from_message(AIMessage(content=""), turn_id=turn_id, status=Status.STREAMING, **thread)
         if not idempotency_key and not branched:
-            ConversationMessage.objects.bulk_create([human, ai])  # one INSERT: both rows or neither
+            _insert_rows([human, ai])  # one INSERT: both rows or neither
         else:
             try:
                 with transaction.atomic():  # in a caller's transaction, a savepoint: a duplicate leaves it usable
-                    ConversationMessage.objects.bulk_create([human, ai])
+                    _insert_rows([human, ai])
                     if branched:
                         branches.link([human, ai], parent)
             except IntegrityError:
@@ -530,6 +530,13 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         conversation, _ = await Conversation.objects.aget_or_create(session_id=self.session_id)
         self._conversation_id = conversation.pk
         return conversation.pk
+
+
+def _insert_rows(rows: list[ConversationMessage]) -> None:
+    """Insert a turn's new rows with one statement (``statements.insert_turn_messages``, or
+    ``bulk_create`` where the database cannot return their ids). Called by ``start_turn``."""
+    if not statements.insert_turn_messages(rows):
+        ConversationMessage.objects.bulk_create(rows)
 
 
 def _within_budget(newest_first: list[tuple[int, int]], max_tokens: int) -> list[tuple[int, int]]:

@@ -101,3 +101,18 @@ def test_conversation_reads_every_field_as_the_orm_does(user_a):
     assert statements.conversation(2**63) is None and statements.conversation(-(2**63) - 1) is None
     with pytest.raises(ValueError):
         statements.conversation("not-an-id")
+
+
+def test_insert_turn_messages_stores_the_rows_bulk_create_would_and_gives_them_their_ids(user_a):
+    conversation = Conversation.objects.create()
+    rows = [
+        ConversationMessage.from_message(HumanMessage(content="질문"), conversation=conversation, user=user_a, idempotency_key="k1"),
+        ConversationMessage.from_message(AIMessage(content=""), conversation=conversation, user=user_a, status="streaming"),
+    ]
+    assert statements.insert_turn_messages(rows)
+    assert rows[0].pk < rows[1].pk and not rows[0]._state.adding and rows[0].created_at is not None
+    for row in rows:
+        stored = ConversationMessage.objects.get(pk=row.pk)
+        fields = [f.attname for f in ConversationMessage._meta.concrete_fields]
+        assert [getattr(stored, name) for name in fields] == [getattr(row, name) for name in fields]
+    assert rows[0].message == HumanMessage(content="질문")
