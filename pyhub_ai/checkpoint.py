@@ -283,33 +283,38 @@ class DjangoSaver(BaseCheckpointSaver[str]):
 
         def write(thread: _Thread) -> None:
             runs: dict[str, list[list[int]]] = {}
-            changed = []
+            plans: dict[str, stored_messages.Plan] = {}
+            blobs = []
             for channel, value in others.items():
-                is_list = stored_messages.looks_like_message_list(value)
-                if is_list and channel not in new_versions:
-                    found = self._unchanged_runs(thread, ns, channel, value, checkpoint["channel_versions"].get(channel), parent_id, using)
-                    if found is not None:
-                        runs[channel] = [list(run) for run in found]
-                        continue
-                if is_list or channel in new_versions:
-                    changed.append(channel)
-            if not changed:
-                statements.insert_checkpoint(thread.pk, ns, checkpoint["id"], parent_id, body, stored_metadata, runs, timezone.now())
-                return
-            with transaction.atomic(using=using):
-                blobs = []
-                for channel in changed:
-                    value = others[channel]
-                    if stored_messages.looks_like_message_list(value):
-                        stored = self._store_messages(thread, ns, channel, value, parent_id, using)
-                        if stored is not None:
-                            runs[channel] = [list(run) for run in stored.runs]
+                if stored_messages.looks_like_message_list(value):
+                    if channel not in new_versions:
+                        found = self._unchanged_runs(thread, ns, channel, value, checkpoint["channel_versions"].get(channel), parent_id, using)
+                        if found is not None:
+                            runs[channel] = [list(run) for run in found]
                             continue
-                    if channel in new_versions:
-                        kind, blob = self.serde.dumps_typed(value)
-                        blobs.append((channel, str(new_versions[channel]), kind, blob))
-                statements.insert_blobs(thread.pk, ns, blobs)
-                statements.insert_checkpoint(thread.pk, ns, checkpoint["id"], parent_id, body, stored_metadata, runs, timezone.now())
+                    planned = self._plan_messages(thread, ns, channel, value, parent_id, using)
+                    if planned is not None:
+                        plans[channel] = planned
+                        continue
+                if channel in new_versions:
+                    kind, blob = self.serde.dumps_typed(value)
+                    blobs.append((channel, str(new_versions[channel]), kind, blob))
+            row = (thread.pk, ns, checkpoint["id"], parent_id, body, stored_metadata)
+            inserting = [channel for channel, planned in plans.items() if planned.new_rows]
+            for channel, planned in plans.items():
+                if not planned.new_rows:
+                    runs[channel] = [list(run) for run in self._finish_messages(thread, planned, using).runs]
+            if not inserting and not blobs:
+                statements.insert_checkpoint(*row, runs, timezone.now())
+            elif statements.can_insert_checkpoint_at_once() and len(inserting) <= 1 and all(plans[c].appends_only() for c in inserting):
+                self._put_at_once(thread, row, runs, blobs, {channel: plans[channel] for channel in inserting})
+            else:
+                with transaction.atomic(using=using):
+                    for channel in inserting:
+                        statements.insert_messages(plans[channel].new_rows, timezone.now())
+                        runs[channel] = [list(run) for run in self._finish_messages(thread, plans[channel], using).runs]
+                    statements.insert_blobs(thread.pk, ns, blobs)
+                    statements.insert_checkpoint(*row, runs, timezone.now())
 
         self._with_thread(thread_id, write, create=True)
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
@@ -319,14 +324,32 @@ class DjangoSaver(BaseCheckpointSaver[str]):
     ) -> RunnableConfig:
         return await sync_to_async(self._put)(config, checkpoint, metadata, new_versions)
 
-    def _store_messages(self, thread: _Thread, ns: str, channel: str, value: list[Any], parent_id: str, using: str) -> MessageList | None:
-        """Store a changed message list as rows (called by ``_put``): its new messages are
-        inserted, the others refer to their rows; ``None`` when it cannot be stored as rows."""
+    def _plan_messages(self, thread: _Thread, ns: str, channel: str, value: list[Any], parent_id: str, using: str) -> stored_messages.Plan | None:
+        """How a changed message list is stored (called by ``_put``): which rows it reuses (from
+        the saver's memory, else the parent checkpoint's list) and which it adds; ``None`` when
+        it cannot be stored as rows."""
         bases = self.message_lists.recent(thread.pk) or self._parent_lists(thread, ns, channel, parent_id, using)
-        stored = stored_messages.store(thread.rows, value, bases, using, self.message_lists.known(thread.pk))
-        if stored is not None:
-            self.message_lists.add(thread.pk, stored)
+        return stored_messages.plan(thread.rows, value, bases, self.message_lists.known(thread.pk))
+
+    def _finish_messages(self, thread: _Thread, planned: stored_messages.Plan, using: str) -> MessageList:
+        """The stored list of ``planned`` once its rows are inserted, remembered (called by ``_put``)."""
+        stored = stored_messages.finish(thread.rows, planned, using)
+        self.message_lists.add(thread.pk, stored)
         return stored
+
+    def _put_at_once(
+        self, thread: _Thread, row: tuple[Any, ...], runs: dict[str, Any], blobs: list[tuple[str, str, str, bytes]], plans: dict[str, stored_messages.Plan]
+    ) -> None:
+        """Store the checkpoint ``row`` with its blobs and the new rows of (at most) one list
+        appended to, in one statement (called by ``_put`` where the database can)."""
+        channel, planned = next(iter(plans.items()), (None, None))
+        base_runs = planned.base.runs if planned is not None and planned.base is not None else ()
+        rows = planned.new_rows if planned is not None else ()
+        stored_runs = statements.insert_checkpoint_at_once(
+            *row, runs, timezone.now(), blobs=blobs, channel=channel, base_runs=base_runs, rows=rows
+        )
+        if planned is not None:
+            self.message_lists.add(thread.pk, stored_messages.finished_with(planned, stored_runs[channel]))
 
     def _unchanged_runs(
         self, thread: _Thread, ns: str, channel: str, value: list[Any], version: Any, parent_id: str, using: str

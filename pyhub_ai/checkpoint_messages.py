@@ -49,6 +49,9 @@ KNOWN_ROWS = "known rows"
 #: More runs than this are read with one range query over the thread instead of one range each.
 _MAX_RANGES_PER_QUERY = 50
 
+#: A list with more runs than this past its settled ones is compacted (one query) when stored.
+_UNSETTLED_RUNS = 8
+
 
 @dataclass(frozen=True)
 class ThreadRows:
@@ -76,6 +79,9 @@ class MessageList:
     runs: tuple[Run, ...]
     pks: list[int]
     messages: list[BaseMessage]
+    #: How many of the first runs cannot be merged with the next one (another row of the thread
+    #: lies between them): ``_RunBuilder.compact`` does not check them again.
+    settled: int = 0
 
 
 def encode_runs(runs: Sequence[Run]) -> bytes:
@@ -140,20 +146,32 @@ class MessageListCache:
 # -- Writing ---------------------------------------------------------------------------------
 
 
-def store(
-    thread: ThreadRows, messages: list[BaseMessage], bases: Sequence[MessageList], using: str, known: MessageList | None = None
-) -> MessageList | None:
-    """Store ``messages``: reuse the rows of messages found in ``bases`` or ``known`` (rows
-    stored by someone else), insert the others as complete rows of ``thread``; the stored list,
-    or ``None`` when an item is not a message or cannot be stored as a row (the caller
-    serializes the list instead).
+@dataclass
+class Plan:
+    """How a list is stored (made by ``plan``): the stored list it starts with (``base``), per
+    further message ``(row id, run key, position)`` of its stored row or the message itself, and
+    the rows to insert (their ids are set once inserted; ``finish`` builds the stored list)."""
+
+    messages: list[BaseMessage]
+    base: MessageList | None
+    items: list[Any]
+    new_rows: list[ConversationMessage]
+
+    def appends_only(self) -> bool:
+        """Whether the list is a stored one (or nothing) plus new messages, which can be stored
+        in one statement with the checkpoint (``statements.insert_checkpoint_at_once``)."""
+        return len(self.new_rows) == len(self.items) > 0 and (self.base is None or len(self.base.runs) - self.base.settled <= _UNSETTLED_RUNS)
+
+
+def plan(thread: ThreadRows, messages: list[BaseMessage], bases: Sequence[MessageList], known: MessageList | None = None) -> Plan | None:
+    """Which rows ``messages`` reuses (found in ``bases`` or ``known``: rows stored by someone
+    else) and which it needs (complete rows of ``thread``); ``None`` when an item is not a
+    message or cannot be stored as a row (the caller serializes the list instead).
 
     The usual list is a stored one plus new messages: its head is found with one list
     comparison, and only its tail is looked up (in ``known``)."""
-    builder = _RunBuilder(thread, using)
     base = _longest_prefix_base(messages, bases)
     if base is not None:
-        builder.runs, builder.pks = list(base.runs), list(base.pks)
         items: list[Any] = _match_items(messages[len(base.messages) :], [known] if known else [])
     else:
         items = _match_items(messages, [*bases, known] if known else bases)
@@ -164,11 +182,18 @@ def store(
         new_rows = [ConversationMessage.from_message(message, **thread.fields()) for message in fresh]
     except codec.CodecError:
         return None
-    if new_rows:
-        statements.insert_messages(new_rows, timezone.now())
-    new_pks = iter([row.pk for row in new_rows])
+    return Plan(messages, base, items, new_rows)
+
+
+def finish(thread: ThreadRows, planned: Plan, using: str) -> MessageList:
+    """The stored list of ``planned`` once its new rows are inserted: its runs (compacted with
+    one query when it has many unsettled ones)."""
+    builder = _RunBuilder(thread, using)
+    if planned.base is not None:
+        builder.runs, builder.pks, builder.settled = list(planned.base.runs), list(planned.base.pks), planned.base.settled
+    new_pks = iter([row.pk for row in planned.new_rows])
     pending: list[int] = []
-    for item in items:
+    for item in planned.items:
         if isinstance(item, tuple):
             builder.add_new(pending)
             pending = []
@@ -176,7 +201,31 @@ def store(
         else:
             pending.append(next(new_pks))
     builder.add_new(pending)
-    return MessageList(runs=tuple(builder.runs), pks=builder.pks, messages=list(messages))
+    if len(builder.runs) - builder.settled > _UNSETTLED_RUNS:
+        builder.compact()
+    return MessageList(runs=tuple(builder.runs), pks=builder.pks, messages=list(planned.messages), settled=builder.settled)
+
+
+def finished_with(planned: Plan, runs: Sequence[Run]) -> MessageList:
+    """The stored list of ``planned`` (only new messages after its base) once the statement
+    that inserted its rows computed its runs (``statements.insert_checkpoint_at_once``)."""
+    base_pks = planned.base.pks if planned.base is not None else []
+    settled = planned.base.settled if planned.base is not None else 0
+    pks = [*base_pks, *(row.pk for row in planned.new_rows)]
+    return MessageList(runs=tuple(map(tuple, runs)), pks=pks, messages=list(planned.messages), settled=min(settled, max(len(runs) - 1, 0)))
+
+
+def store(
+    thread: ThreadRows, messages: list[BaseMessage], bases: Sequence[MessageList], using: str, known: MessageList | None = None
+) -> MessageList | None:
+    """Store ``messages`` (``plan``, insert its new rows, ``finish``); ``None`` when it cannot
+    be stored as rows."""
+    planned = plan(thread, messages, bases, known)
+    if planned is None:
+        return None
+    if planned.new_rows:
+        statements.insert_messages(planned.new_rows, timezone.now())
+    return finish(thread, planned, using)
 
 
 def find(messages: list[Any], bases: Sequence[MessageList]) -> MessageList | None:
@@ -201,16 +250,16 @@ def _longest_prefix_base(messages: list[BaseMessage], bases: Sequence[MessageLis
 
 
 def _match_items(messages: list[BaseMessage], bases: Sequence[MessageList]) -> list[Any]:
-    """Per message, ``(row id, run key)`` of the row it is stored in, found in ``bases`` (the
-    most recent base wins) as the same object or an equal message with the same ``id``, or the
-    message itself when it needs a new row."""
-    by_identity: dict[int, tuple[int, tuple[int, int]]] = {}
-    by_id: dict[str, tuple[BaseMessage, tuple[int, tuple[int, int]]]] = {}
+    """Per message, ``(row id, run key, position)`` of the row it is stored in, found in
+    ``bases`` (the most recent base wins) as the same object or an equal message with the same
+    ``id``, or the message itself when it needs a new row."""
+    by_identity: dict[int, tuple[int, tuple[int, int], int]] = {}
+    by_id: dict[str, tuple[BaseMessage, tuple[int, tuple[int, int], int]]] = {}
     for base_index, base in reversed(list(enumerate(bases))):
         position = 0
         for run_index, (_, _, count) in enumerate(base.runs):
             for offset in range(position, min(position + count, len(base.messages))):
-                message, row = base.messages[offset], (base.pks[offset], (base_index, run_index))
+                message, row = base.messages[offset], (base.pks[offset], (base_index, run_index), offset)
                 by_identity[id(message)] = row
                 if message.id:
                     by_id[message.id] = (message, row)
@@ -226,49 +275,57 @@ def _match_items(messages: list[BaseMessage], bases: Sequence[MessageList]) -> l
 
 
 class _RunBuilder:
-    """Builds the runs of a list row by row, in list order."""
+    """Builds the runs of a list row by row, in list order. Rows with consecutive ids (or next
+    to each other in a stored run) share a run; other neighbours are merged by ``compact``, which
+    checks with one query that no other row of the thread lies between them."""
 
     def __init__(self, thread: ThreadRows, using: str) -> None:
         self.thread, self.using = thread, using
         self.runs: list[Run] = []
         self.pks: list[int] = []
-        self._last_key: tuple[int, int] | None = None
+        self.settled = 0
+        self._last: tuple[tuple[int, int], int] | None = None
 
-    def add_reused(self, pk: int, run_key: tuple[int, int]) -> None:
-        """A stored row: it extends the last run when it is the next row of the same stored
-        run, or the thread's next row after it; else it starts a run of its own."""
-        if self.runs and self.pks and self.pks[-1] < pk and (self._last_key == run_key or self._only_these(self.runs[-1][1], pk, 1)):
+    def add_reused(self, pk: int, run_key: tuple[int, int], position: int) -> None:
+        """A stored row: it extends the last run when it is the next row of the same stored run
+        or the thread's next id; else it starts a run of its own."""
+        if self.runs and self.pks and self.pks[-1] < pk and (self._last == (run_key, position - 1) or self.runs[-1][1] + 1 == pk):
             first, _, count = self.runs[-1]
             self.runs[-1] = (first, pk, count + 1)
         else:
             self.runs.append((pk, pk, 1))
         self.pks.append(pk)
-        self._last_key = run_key
+        self._last = (run_key, position)
 
     def add_new(self, new_pks: list[int]) -> None:
-        """Freshly inserted rows: the last run grows over them when the thread has no other
-        row between them, else they form a run of their own (one run each when other rows got
-        between them). Consecutive ids need no query: no other row can be among them."""
+        """Freshly inserted rows: consecutive ids extend the last run (no other row can be among
+        them), other ids start a run."""
         if not new_pks:
             return
-        self._last_key = None
-        first_new, last_new, added = new_pks[0], new_pks[-1], len(new_pks)
+        self._last = None
         self.pks.extend(new_pks)
-        if self.runs:
-            first, last, count = self.runs[-1]
-            if last < first_new and self._only_these(last, last_new, added):
-                self.runs[-1] = (first, last_new, count + added)
-                return
-        if self._only_these(first_new - 1, last_new, added):
-            self.runs.append((first_new, last_new, added))
-        else:
-            self.runs.extend((pk, pk, 1) for pk in new_pks)
+        for pk in new_pks:
+            if self.runs and self.runs[-1][1] + 1 == pk:
+                first, _, count = self.runs[-1]
+                self.runs[-1] = (first, pk, count + 1)
+            else:
+                self.runs.append((pk, pk, 1))
 
-    def _only_these(self, after: int, upto: int, expected: int) -> bool:
-        """Whether the thread has exactly ``expected`` rows with ids ``after < id <= upto``."""
-        if upto - after == expected:
-            return True
-        return statements.count_thread_messages(*self.thread.key(), after=after, upto=upto) == expected
+    def compact(self) -> None:
+        """Merge the unsettled runs with their predecessor where the thread has no other row
+        between them (one query, called by ``store``); the runs before the last are settled."""
+        start = min(self.settled, len(self.runs) - 1)
+        gaps = [(self.runs[i][1], self.runs[i + 1][0]) for i in range(start, len(self.runs) - 1)]
+        between = statements.count_thread_messages_between(*self.thread.key(), gaps=[gap for gap in gaps if gap[0] < gap[1]])
+        runs = self.runs[: start + 1]
+        for (after, before), run in zip(gaps, self.runs[start + 1 :]):
+            if after < before and between[(after, before)] == 0:
+                first, _, count = runs[-1]
+                runs[-1] = (first, run[1], count + run[2])
+            else:
+                runs.append(run)
+        self.runs = runs
+        self.settled = len(runs) - 1
 
 
 def known_rows(pairs: Sequence[tuple[BaseMessage, int]]) -> MessageList:

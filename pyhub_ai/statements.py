@@ -12,6 +12,7 @@ All functions are synchronous: they run in the database calls of ``locks`` and `
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
@@ -417,23 +418,29 @@ def checkpoint_values(thread_pk: int, ns: str, checkpoint_id: str, versions: dic
     version, type, blob)``) and the pending writes of checkpoint ``checkpoint_id`` (``(task_id,
     channel, type, blob)``, in LangGraph's order: task path, task id, index)."""
     blobs, writes = _for_read(CheckpointBlob), _table(CheckpointWrite, router.db_for_read(CheckpointWrite))
+    params: list[Any] = [thread_pk, ns, checkpoint_id]
+    if versions:
+        params = [thread_pk, ns, *(value for pair in versions.items() for value in pair), *params]
+    values, pending = [], []
+    for kind, _, key, _, channel, type_, blob in blobs.select(_checkpoint_values_sql(blobs, writes, len(versions)), params):
+        (pending if kind else values).append((key, channel, type_, blob) if kind else (channel, key, type_, blob))
+    return values, pending
+
+
+@cache
+def _checkpoint_values_sql(blobs: _Table, writes: _Table, versions: int) -> str:
     b, w = blobs.column, writes.column
     sql = (
         f"SELECT 1, {w['task_path']}, {w['task_id']}, {w['idx']}, {w['channel']}, {w['type']}, {w['blob']} FROM {writes.name} "
         f"WHERE {w['thread']} = %s AND {w['checkpoint_ns']} = %s AND {w['checkpoint_id']} = %s"
     )
-    params: list[Any] = [thread_pk, ns, checkpoint_id]
     if versions:
-        pairs = " OR ".join([f"({b['channel']} = %s AND {b['version']} = %s)"] * len(versions))
+        pairs = " OR ".join([f"({b['channel']} = %s AND {b['version']} = %s)"] * versions)
         sql = (
             f"SELECT 0, '', {b['version']}, 0, {b['channel']}, {b['type']}, {b['blob']} FROM {blobs.name} "
             f"WHERE {b['thread']} = %s AND {b['checkpoint_ns']} = %s AND ({pairs}) UNION ALL {sql}"
         )
-        params = [thread_pk, ns, *(value for pair in versions.items() for value in pair), *params]
-    values, pending = [], []
-    for kind, _, key, _, channel, type_, blob in blobs.select(sql + " ORDER BY 1, 2, 3, 4", params):
-        (pending if kind else values).append((key, channel, type_, blob) if kind else (channel, key, type_, blob))
-    return values, pending
+    return sql + " ORDER BY 1, 2, 3, 4"
 
 
 def insert_checkpoint(
@@ -460,14 +467,118 @@ def _insert_checkpoint_sql(t: _Table) -> str:
     return _insert_sql(t, columns, 1, ["thread", "checkpoint_ns", "checkpoint_id"], ["checkpoint", "metadata", "message_runs"])
 
 
+def can_insert_checkpoint_at_once() -> bool:
+    """Whether the checkpoints' database stores a checkpoint with its new rows in one statement
+    (``insert_checkpoint_at_once``: PostgreSQL's data-modifying ``WITH``)."""
+    return _for_write(Checkpoint).connection.vendor == "postgresql"
+
+
+def insert_checkpoint_at_once(
+    thread_pk: int,
+    ns: str,
+    checkpoint_id: str,
+    parent_id: str,
+    checkpoint: Any,
+    metadata: Any,
+    message_runs: dict[str, Any],
+    now: datetime,
+    *,
+    blobs: Sequence[tuple[str, str, str, bytes]] = (),
+    channel: str | None = None,
+    base_runs: Sequence[Sequence[int]] = (),
+    rows: Sequence[ConversationMessage] = (),
+) -> dict[str, Any]:
+    """Store a checkpoint with its new values ``blobs`` and the new message rows ``rows`` of
+    its list ``channel`` (the list is ``base_runs`` followed by ``rows``), in one statement
+    (PostgreSQL; see ``can_insert_checkpoint_at_once``). It sets the rows' ids and returns the
+    stored message runs: the rows extend the last run when their ids follow it, else they are a
+    run (or, ids not consecutive, one run each; ``checkpoint_messages`` compacts them later).
+
+    One round trip instead of four (``BEGIN``, the rows, the checkpoint, ``COMMIT``): a put
+    on PostgreSQL is mostly waiting for the server (bench/results/checkpointer.md)."""
+    t, b, m = _for_write(Checkpoint), _for_write(CheckpointBlob), _table(ConversationMessage, router.db_for_write(Checkpoint))
+    connection = t.connection
+    params: list[Any] = []
+    if rows:
+        for row in rows:
+            row.created_at = now
+        fields = _message_fields(m)
+        params += [field.get_db_prep_save(getattr(row, field.attname), connection) for row in rows for field in fields]
+    if blobs:
+        params += [
+            value
+            for blob_channel, version, type_, blob in blobs
+            for value in (thread_pk, ns, blob_channel, version, type_, b.fields["blob"].get_db_prep_save(blob, connection))
+        ]
+    fields = t.fields
+    params += [
+        thread_pk, ns, checkpoint_id, parent_id,
+        fields["checkpoint"].get_db_prep_save(checkpoint, connection),
+        fields["metadata"].get_db_prep_save(metadata, connection),
+        json.dumps(message_runs),
+    ]  # fmt: skip
+    if rows:
+        base = [list(run) for run in base_runs]
+        last_first, last_last, last_count = base[-1] if base else (0, -1, 0)
+        params += [channel, last_last + 1, json.dumps(base[:-1]), last_first, last_count, json.dumps(base), json.dumps(base)]
+    params.append(fields["created_at"].get_db_prep_save(now, connection))
+    stored_runs, ids = t.select(_insert_checkpoint_at_once_sql(t, b, m, len(rows), len(blobs)), params)[0]
+    for row, pk in zip(rows, ids or []):
+        row.pk = pk
+    return t.read("message_runs", stored_runs)
+
+
+@cache
+def _insert_checkpoint_at_once_sql(t: _Table, b: _Table, m: _Table, rows: int, blobs: int) -> str:
+    c = t.column
+    ctes = []
+    if rows:
+        insert = _plain_insert_sql(m, [field.name for field in _message_fields(m)], rows)
+        ctes += [f"new AS ({insert} RETURNING {m.column['id']} AS id)", "span AS (SELECT MIN(id) AS lo, MAX(id) AS hi, COUNT(*) AS n FROM new)"]
+    if blobs:
+        ctes.append(f"blobs AS ({_insert_blobs_sql(b, blobs)})")
+    runs = "%s::jsonb"
+    if rows:
+        runs = (
+            "jsonb_set(%s::jsonb, ARRAY[%s], CASE "
+            "WHEN span.hi - span.lo + 1 = span.n AND span.lo = %s "
+            "THEN %s::jsonb || jsonb_build_array(jsonb_build_array(%s, span.hi, %s + span.n)) "
+            "WHEN span.hi - span.lo + 1 = span.n THEN %s::jsonb || jsonb_build_array(jsonb_build_array(span.lo, span.hi, span.n)) "
+            "ELSE %s::jsonb || (SELECT jsonb_agg(jsonb_build_array(id, id, 1) ORDER BY id) FROM new) END)"
+        )
+    columns = ["thread", "checkpoint_ns", "checkpoint_id", "parent_checkpoint_id", "checkpoint", "metadata", "message_runs", "created_at"]
+    sql = (
+        (f"WITH {', '.join(ctes)} " if ctes else "")
+        + f"INSERT INTO {t.name} ({', '.join(c[name] for name in columns)}) "
+        + f"SELECT %s, %s, %s, %s, %s, %s, {runs}, %s"
+        + (" FROM span" if rows else "")
+        + f" ON CONFLICT ({c['thread']}, {c['checkpoint_ns']}, {c['checkpoint_id']}) DO UPDATE SET "
+        + ", ".join(f"{c[name]} = excluded.{c[name]}" for name in ("checkpoint", "metadata", "message_runs"))
+        + f" RETURNING {c['message_runs']}, "
+        + ("(SELECT ARRAY_AGG(id ORDER BY id) FROM new)" if rows else "NULL")
+    )
+    return sql
+
+
 def insert_blobs(thread_pk: int, ns: str, blobs: Sequence[tuple[str, str, str, bytes]]) -> None:
     """Store channel values ``(channel, version, type, blob)``; a version already stored is kept."""
     if not blobs:
         return
     t = _for_write(CheckpointBlob)
+    connection, blob_field = t.connection, t.fields["blob"]
+    params = [
+        value
+        for channel, version, type_, blob in blobs
+        for value in (thread_pk, ns, channel, version, type_, blob_field.get_db_prep_save(blob, connection))
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_blobs_sql(t, len(blobs)), params)
+
+
+@cache
+def _insert_blobs_sql(t: _Table, rows: int) -> str:
     columns = ["thread", "checkpoint_ns", "channel", "version", "type", "blob"]
-    params = [value for channel, version, type_, blob in blobs for value in (thread_pk, ns, channel, version, type_, t.prep("blob", blob))]
-    t.update(_insert_sql(t, columns, len(blobs), ["thread", "checkpoint_ns", "channel", "version"]), params)
+    return _insert_sql(t, columns, rows, ["thread", "checkpoint_ns", "channel", "version"])
 
 
 def insert_writes(
@@ -476,40 +587,71 @@ def insert_writes(
     """Store a task's writes ``(index, channel, type, blob)``; one already stored (same task and
     index) is kept, or replaced when ``replace``."""
     t = _for_write(CheckpointWrite)
-    columns = ["thread", "checkpoint_ns", "checkpoint_id", "task_id", "task_path", "idx", "channel", "type", "blob"]
+    connection, blob_field = t.connection, t.fields["blob"]
     params = [
         value
         for idx, channel, type_, blob in writes
-        for value in (thread_pk, ns, checkpoint_id, task_id, task_path, idx, channel, type_, t.prep("blob", blob))
+        for value in (thread_pk, ns, checkpoint_id, task_id, task_path, idx, channel, type_, blob_field.get_db_prep_save(blob, connection))
     ]
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_writes_sql(t, len(writes), replace), params)
+
+
+@cache
+def _insert_writes_sql(t: _Table, rows: int, replace: bool) -> str:
+    columns = ["thread", "checkpoint_ns", "checkpoint_id", "task_id", "task_path", "idx", "channel", "type", "blob"]
     update = ["channel", "type", "blob", "task_path"] if replace else []
-    t.update(_insert_sql(t, columns, len(writes), ["thread", "checkpoint_ns", "checkpoint_id", "task_id", "idx"], update), params)
+    return _insert_sql(t, columns, rows, ["thread", "checkpoint_ns", "checkpoint_id", "task_id", "idx"], update)
 
 
-def count_thread_messages(conversation_id: Any, user_id: Any, visitor_key: str, *, after: int, upto: int) -> int:
-    """How many rows a conversation thread has with ids ``after < id <= upto``."""
+def count_thread_messages_between(conversation_id: Any, user_id: Any, visitor_key: str, *, gaps: Sequence[tuple[int, int]]) -> dict[tuple[int, int], int]:
+    """How many rows a conversation thread has with ids strictly between each ``(after,
+    before)`` of ``gaps``, in one query (an index range over the thread's rows they span)."""
+    if not gaps:
+        return {}
     t = _table(ConversationMessage, router.db_for_write(Checkpoint))
     c = t.column
     user = f"{c['user']} IS NULL" if user_id is None else f"{c['user']} = %s"
+    sums = ", ".join([f"COALESCE(SUM(CASE WHEN {c['id']} > %s AND {c['id']} < %s THEN 1 ELSE 0 END), 0)"] * len(gaps))
     sql = (
-        f"SELECT COUNT(*) FROM {t.name} WHERE {c['conversation']} = %s AND {user} AND {c['visitor_key']} = %s "
-        f"AND {c['id']} > %s AND {c['id']} <= %s"
+        f"SELECT {sums} FROM {t.name} WHERE {c['conversation']} = %s AND {user} AND {c['visitor_key']} = %s "
+        f"AND {c['id']} > %s AND {c['id']} < %s"
     )
-    params = [conversation_id, *([] if user_id is None else [user_id]), visitor_key, after, upto]
-    return t.select(sql, params)[0][0]
+    params = [
+        *(value for gap in gaps for value in gap), conversation_id, *([] if user_id is None else [user_id]), visitor_key,
+        min(after for after, _ in gaps), max(before for _, before in gaps),
+    ]  # fmt: skip
+    return dict(zip(gaps, t.select(sql, params)[0]))
 
 
 def insert_messages(rows: Sequence[ConversationMessage], now: datetime) -> None:
     """Insert new message rows (created ``now``) on the checkpoints' database and set their
     ids, in one statement (``bulk_create`` where the database cannot return the ids)."""
     t = _table(ConversationMessage, router.db_for_write(Checkpoint))
-    if not t.connection.features.can_return_rows_from_bulk_insert:
+    connection = t.connection
+    if not connection.features.can_return_rows_from_bulk_insert:
         ConversationMessage.objects.using(t.alias).bulk_create(rows)
         return
     for row in rows:
         row.created_at = now
-    fields = [field for name, field in t.fields.items() if not field.primary_key]
-    sql = _plain_insert_sql(t, [field.name for field in fields], len(rows)) + f" RETURNING {t.column['id']}"
-    params = [t.prep(field.name, getattr(row, field.attname)) for row in rows for field in fields]
-    for row, (pk,) in zip(rows, t.select(sql, params)):
-        row.pk = pk
+    fields = _message_fields(t)
+    params = [field.get_db_prep_save(getattr(row, field.attname), connection) for row in rows for field in fields]
+    with connection.cursor() as cursor:
+        if len(rows) == 1 and connection.vendor == "sqlite":
+            # One row: its id without RETURNING, so SQLite is called once instead of twice.
+            cursor.execute(_plain_insert_sql(t, [field.name for field in fields], 1), params)
+            rows[0].pk = cursor.lastrowid
+            return
+        cursor.execute(_insert_messages_sql(t, len(rows)), params)
+        for row, (pk,) in zip(rows, cursor.fetchall()):
+            row.pk = pk
+
+
+@cache
+def _message_fields(t: _Table) -> list[Any]:
+    return [field for field in t.fields.values() if not field.primary_key]
+
+
+@cache
+def _insert_messages_sql(t: _Table, rows: int) -> str:
+    return _plain_insert_sql(t, [field.name for field in _message_fields(t)], rows) + f" RETURNING {t.column['id']}"

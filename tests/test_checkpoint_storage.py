@@ -257,6 +257,33 @@ def test_rows_stored_in_the_thread_by_others_do_not_join_the_graphs_messages():
     assert ConversationMessage.objects.filter(conversation__session_id="shared-thread").count() == 5
 
 
+def test_threads_written_in_turn_keep_a_short_message_list():
+    # Two threads' turns alternate, so a thread's new rows never follow its previous ones.
+    graph = echo_graph(DjangoSaver())
+    for turn in range(30):
+        for thread_id in ("left", "right"):
+            graph.invoke({"messages": [HumanMessage(content=f"{turn} in {thread_id}")]}, config_of(thread_id))
+
+    for thread_id in ("left", "right"):
+        latest = Checkpoint.objects.filter(thread__thread_id=thread_id).order_by("-checkpoint_id").first()
+        assert len(latest.message_runs["messages"]) <= 9
+        expected = [text for turn in range(30) for text in (f"{turn} in {thread_id}", f"echo: {turn} in {thread_id}")]
+        assert contents(echo_graph(DjangoSaver()).get_state(config_of(thread_id)).values["messages"]) == expected
+
+
+def test_rows_stored_by_others_between_many_turns_stay_out_of_the_graphs_messages():
+    graph = echo_graph(DjangoSaver())
+    history = DjangoChatMessageHistory(session_id="busy-thread")
+    expected = []
+    for turn in range(20):
+        graph.invoke({"messages": [HumanMessage(content=f"turn {turn}")]}, config_of("busy-thread"))
+        history.add_messages([AIMessage(content=f"aside {turn}")])
+        expected += [f"turn {turn}", f"echo: turn {turn}"]
+
+    assert contents(graph.get_state(config_of("busy-thread")).values["messages"]) == expected
+    assert contents(echo_graph(DjangoSaver()).get_state(config_of("busy-thread")).values["messages"]) == expected
+
+
 def test_a_conversation_stored_before_continues_as_a_graph_thread_without_copies(user_a):
     room = Conversation.objects.create(title="old room")
     history = DjangoChatMessageHistory(conversation=room, user=user_a)
