@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
+from channels.consumer import get_handler_name
+from channels.db import aclose_old_connections
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.utils import translation
 from django.utils.translation import gettext
@@ -22,6 +25,23 @@ from .mixins.model_choice import ModelChoiceMixin
 from .mixins.protocol import CLOSE_TOO_MANY_FRAMES, FrameError
 
 logger = logging.getLogger("pyhub_ai.consumers")
+
+#: Seconds between two runs of ``close_old_connections()`` by the consumers of a process
+#: (``check_database_connections``).
+CONNECTION_CHECK_INTERVAL = 1.0
+
+_connections_checked_at = float("-inf")
+
+
+async def check_database_connections() -> None:
+    """Close the database thread's connections that are too old (``CONN_MAX_AGE``) or broken,
+    as channels does before every event and Django before every request, but at most every
+    ``CONNECTION_CHECK_INTERVAL`` seconds (called by ``BaseAgentChatConsumer.dispatch``)."""
+    global _connections_checked_at
+    now = time.monotonic()
+    if now - _connections_checked_at >= CONNECTION_CHECK_INTERVAL:
+        _connections_checked_at = now
+        await aclose_old_connections()
 
 
 class BaseAgentChatConsumer(
@@ -47,11 +67,22 @@ class BaseAgentChatConsumer(
             raise
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        """Handle every event in the visitor's language (error frames, the offline model)."""
+        """Handle every event in the visitor's language (error frames, the offline model).
+
+        Channels' own ``dispatch`` runs ``close_old_connections()`` on the database thread
+        before every event, as Django does before every request; here it runs at most every
+        ``CONNECTION_CHECK_INTERVAL`` seconds per process (``check_database_connections``): a
+        hand-off to that thread per client frame and per relayed frame otherwise, and with
+        ``CONN_HEALTH_CHECKS`` a ``SELECT 1`` before the event's first query.
+        """
         if self.language is None:
             self.language = self.get_language()
         with translation.override(self.language):
-            await super().dispatch(message)
+            handler = getattr(self, get_handler_name(message), None)
+            if handler is None:
+                raise ValueError(f"No handler for message type {message['type']}")
+            await check_database_connections()
+            await handler(message)
 
     async def connect(self) -> None:
         """Accept, check access, then send ``welcome`` and the latest ``history`` page (then the

@@ -186,8 +186,8 @@ def thread_window(
     thread = _thread_params(conversation_id, user_id, visitor_key)
     params = [*thread, *thread, *([ConversationMessage.Status.COMPLETE] if complete_only else []), *([limit] if limit is not None else []), key]
     leaf, newest_then, newest_now, joined = m.select(sql, params)[0]
-    pairs = [tuple(int(value) for value in pair.split(",")) for pair in joined.split(";")] if joined else []
-    pairs.sort(reverse=True)  # newest first (the aggregate's order is not guaranteed)
+    numbers = iter(map(int, joined.replace(";", ",").split(","))) if joined else iter(())
+    pairs = sorted(zip(numbers, numbers), reverse=True)  # newest first (the aggregate's order is not guaranteed)
     return (None if leaf is None else (leaf, newest_then, newest_now)), pairs
 
 

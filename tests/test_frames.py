@@ -80,3 +80,30 @@ async def test_error_frames_follow_the_visitors_language(user_a, use_model):
     assert error["code"] == "empty_message"
     assert error["message"] == "메시지가 비어 있습니다."
     await communicator.disconnect()
+
+
+async def test_old_database_connections_are_closed_once_per_interval_not_before_every_frame(user_a, use_model, monkeypatch):
+    from pyhub_ai import consumers
+
+    checks = []
+
+    async def counted_close():
+        checks.append(1)
+
+    monkeypatch.setattr(consumers, "aclose_old_connections", counted_close)
+    monkeypatch.setattr(consumers, "_connections_checked_at", float("-inf"))
+    monkeypatch.setattr(consumers, "CONNECTION_CHECK_INTERVAL", 3600.0)  # a machine however slow stays within it
+    use_model(fake_model("one", "two"))
+    conversation = await Conversation.objects.acreate(user=user_a)
+    communicator = await connect(conversation.pk, user_a, route="plain")
+    await receive_until(communicator, "history")
+    for text in ("first", "second"):
+        await communicator.send_json_to({"type": "user_message", "text": text})
+        await receive_until(communicator, "stream_end")
+    assert checks == [1]  # at connect; the frames within the interval after it ran none
+
+    monkeypatch.setattr(consumers, "CONNECTION_CHECK_INTERVAL", 0.0)
+    await communicator.send_json_to({"type": "load_history", "before": 10**6})
+    await receive_until(communicator, "history")
+    assert checks == [1, 1]  # once the interval has passed, the next event runs it
+    await communicator.disconnect()
