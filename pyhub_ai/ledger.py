@@ -28,7 +28,7 @@ from django.utils import timezone
 from langchain_core.messages import AIMessage, BaseMessage
 
 from .conf import conf
-from .tokens import count_tokens
+from .tokens import token_counter
 from .usage_models import SITE_SUBJECT as SITE, UsageRecord
 
 MILLION = Decimal(1_000_000)
@@ -109,7 +109,8 @@ def tokens_of(call: ModelCall, reply: AIMessage, reply_tokens: int) -> tuple[int
     if usage:
         cached = (usage.get("input_token_details") or {}).get("cache_read") or 0
         return usage.get("input_tokens", 0), usage.get("output_tokens", 0), cached, False
-    return sum(count_tokens(message) for message in call.prompt), reply_tokens if reply.text else 0, 0, True
+    counter = token_counter()
+    return sum(int(counter(message)) for message in call.prompt), reply_tokens if reply.text else 0, 0, True
 
 
 def record(call: ModelCall, reply: AIMessage, reply_row: Any, now: datetime) -> UsageRecord:

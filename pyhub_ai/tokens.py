@@ -25,7 +25,7 @@ def approximate_token_count(message: BaseMessage) -> int:
     text = message.text
     if isinstance(message, AIMessage) and message.tool_calls:
         text += json.dumps([call["args"] for call in message.tool_calls], ensure_ascii=False)
-    wide = sum(1 for char in text if ord(char) >= 0x1100)
+    wide = 0 if text.isascii() else sum(1 for char in text if ord(char) >= 0x1100)  # isascii: no per-character loop for Latin text
     return MESSAGE_OVERHEAD + wide + (len(text) - wide + 3) // 4
 
 
@@ -34,6 +34,11 @@ def _load_counter(path: str) -> Callable[[BaseMessage], int]:
     return import_string(path)
 
 
+def token_counter() -> Callable[[BaseMessage], int]:
+    """The configured counter (``PYHUB_AI_TOKEN_COUNTER``): look it up once to count many messages."""
+    return _load_counter(conf.TOKEN_COUNTER)
+
+
 def count_tokens(message: BaseMessage) -> int:
     """Count with the configured counter (``PYHUB_AI_TOKEN_COUNTER``)."""
-    return int(_load_counter(conf.TOKEN_COUNTER)(message))
+    return int(token_counter()(message))
