@@ -165,7 +165,11 @@ async def test_a_further_step_of_a_tool_calling_turn_is_refused_once_the_budget_
 
 
 @override_settings(PYHUB_AI_BUDGETS={"user": {"day": {"tokens": 1}}})
-async def test_the_refusal_says_when_it_resets_in_the_visitors_time_zone(user_a, use_model):
+async def test_the_refusal_says_when_it_resets_in_the_visitors_time_zone(user_a, use_model, monkeypatch):
+    real_now = timezone.now
+    # Noon UTC, whenever the test runs: before 10:00 UTC the next midnight in UTC is tomorrow
+    # in Kiritimati too (UTC+14), and the sentence says "tomorrow at".
+    monkeypatch.setattr(timezone, "now", lambda: real_now().replace(hour=12))
     use_model(tool_calls_then("Hi."))
     tab = await open_tab(user_a, cookie="pyhub_ai_timezone=Pacific/Kiritimati")
     await say(tab)
