@@ -18,16 +18,18 @@ database calls (on the ``using`` database).
 """
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
+from array import array
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Q
 from django.utils import timezone
 from langchain_core.messages import BaseMessage
 
@@ -48,6 +50,9 @@ KNOWN_ROWS = "known rows"
 
 #: More runs than this are read with one range query over the thread instead of one range each.
 _MAX_RANGES_PER_QUERY = 50
+
+#: Reading at least this many rows pauses the garbage collector (``_collection_paused``).
+_PAUSE_COLLECTION_ROWS = 1000
 
 #: A list with more runs than this past its settled ones is compacted (one query) when stored.
 _UNSETTLED_RUNS = 8
@@ -73,11 +78,12 @@ class ThreadRows:
 
 @dataclass(frozen=True)
 class MessageList:
-    """A stored message list: its runs, and per message its row id (``pks``). Never modified
-    once made (lists, not tuples: comparing lists of the same objects is a C loop)."""
+    """A stored message list: its runs, and per message its row id (``pks``: an ``array``, so
+    copying it touches no int objects). Never modified once made (lists, not tuples: comparing
+    lists of the same objects is a C loop)."""
 
     runs: tuple[Run, ...]
-    pks: list[int]
+    pks: array[int]
     messages: list[BaseMessage]
     #: How many of the first runs cannot be merged with the next one (another row of the thread
     #: lies between them): ``_RunBuilder.compact`` does not check them again.
@@ -170,6 +176,7 @@ def plan(thread: ThreadRows, messages: list[BaseMessage], bases: Sequence[Messag
 
     The usual list is a stored one plus new messages: its head is found with one list
     comparison, and only its tail is looked up (in ``known``)."""
+    messages = list(messages)  # the stored list's own copy: LangGraph's may change later
     base = _longest_prefix_base(messages, bases)
     if base is not None:
         items: list[Any] = _match_items(messages[len(base.messages) :], [known] if known else [])
@@ -190,7 +197,7 @@ def finish(thread: ThreadRows, planned: Plan, using: str) -> MessageList:
     one query when it has many unsettled ones)."""
     builder = _RunBuilder(thread, using)
     if planned.base is not None:
-        builder.runs, builder.pks, builder.settled = list(planned.base.runs), list(planned.base.pks), planned.base.settled
+        builder.runs, builder.pks, builder.settled = list(planned.base.runs), array("q", planned.base.pks), planned.base.settled
     new_pks = iter([row.pk for row in planned.new_rows])
     pending: list[int] = []
     for item in planned.items:
@@ -203,16 +210,16 @@ def finish(thread: ThreadRows, planned: Plan, using: str) -> MessageList:
     builder.add_new(pending)
     if len(builder.runs) - builder.settled > _UNSETTLED_RUNS:
         builder.compact()
-    return MessageList(runs=tuple(builder.runs), pks=builder.pks, messages=list(planned.messages), settled=builder.settled)
+    return MessageList(runs=tuple(builder.runs), pks=builder.pks, messages=planned.messages, settled=builder.settled)
 
 
 def finished_with(planned: Plan, runs: Sequence[Run]) -> MessageList:
     """The stored list of ``planned`` (only new messages after its base) once the statement
     that inserted its rows computed its runs (``statements.insert_checkpoint_at_once``)."""
-    base_pks = planned.base.pks if planned.base is not None else []
+    pks = array("q", planned.base.pks) if planned.base is not None else array("q")
+    pks.extend(row.pk for row in planned.new_rows)
     settled = planned.base.settled if planned.base is not None else 0
-    pks = [*base_pks, *(row.pk for row in planned.new_rows)]
-    return MessageList(runs=tuple(map(tuple, runs)), pks=pks, messages=list(planned.messages), settled=min(settled, max(len(runs) - 1, 0)))
+    return MessageList(runs=tuple(map(tuple, runs)), pks=pks, messages=planned.messages, settled=min(settled, max(len(runs) - 1, 0)))
 
 
 def store(
@@ -240,13 +247,21 @@ def find(messages: list[Any], bases: Sequence[MessageList]) -> MessageList | Non
 def _longest_prefix_base(messages: list[BaseMessage], bases: Sequence[MessageList]) -> MessageList | None:
     """The longest base list whose messages are the first messages of ``messages``: the same
     objects (the usual case: list equality checks identity first, in C), or equal ones (lists
-    read again from the rows)."""
-    best = None
-    for base in bases:
+    read again from the rows). ``messages`` is cut to each base's length and made whole again
+    (a slice of the head would touch every message of a long list)."""
+    for base in sorted(bases, key=lambda base: len(base.messages), reverse=True):
         size = len(base.messages)
-        if size <= len(messages) and (best is None or size > len(best.messages)) and messages[:size] == base.messages:
-            best = base
-    return best
+        if size > len(messages):
+            continue
+        tail = messages[size:]
+        del messages[size:]
+        try:
+            same = messages == base.messages
+        finally:
+            messages.extend(tail)
+        if same:
+            return base
+    return None
 
 
 def _match_items(messages: list[BaseMessage], bases: Sequence[MessageList]) -> list[Any]:
@@ -282,7 +297,7 @@ class _RunBuilder:
     def __init__(self, thread: ThreadRows, using: str) -> None:
         self.thread, self.using = thread, using
         self.runs: list[Run] = []
-        self.pks: list[int] = []
+        self.pks = array("q")
         self.settled = 0
         self._last: tuple[tuple[int, int], int] | None = None
 
@@ -331,7 +346,7 @@ class _RunBuilder:
 def known_rows(pairs: Sequence[tuple[BaseMessage, int]]) -> MessageList:
     """A list of messages already stored as the given rows (see ``DjangoSaver.remember_rows``):
     a base that lets ``store`` refer to those rows."""
-    return MessageList(runs=tuple((pk, pk, 1) for _, pk in pairs), pks=[pk for _, pk in pairs], messages=[m for m, _ in pairs])
+    return MessageList(runs=tuple((pk, pk, 1) for _, pk in pairs), pks=array("q", [pk for _, pk in pairs]), messages=[m for m, _ in pairs])
 
 
 # -- Reading ---------------------------------------------------------------------------------
@@ -343,7 +358,7 @@ def load(thread: ThreadRows, runs: tuple[Run, ...], bases: Sequence[MessageList]
         if base.runs == runs:
             return base
     base, reused_runs = _longest_run_prefix(runs, bases)
-    pks: list[int] = []
+    pks = array("q")
     messages: list[BaseMessage] = []
     todo: list[Run] = []
     if base is not None:
@@ -394,7 +409,7 @@ def stored_thread(thread: ThreadRows, using: str, before: int | None = None) -> 
     given), oldest first, as a stored list: its runs skip the rows that are not (failed or
     interrupted replies, unreadable rows)."""
     runs: list[Run] = []
-    pks: list[int] = []
+    pks = array("q")
     messages: list[BaseMessage] = []
     previous_included = False
     rows = thread.queryset(using)
@@ -421,31 +436,46 @@ def _read_runs(thread: ThreadRows, runs: Sequence[Run], using: str) -> list[tupl
     runs = [run for run in runs if run[2] > 0 and run[0] <= run[1]]
     if not runs:
         return []
-    queryset = thread.queryset(using)
     if len(runs) <= _MAX_RANGES_PER_QUERY:
-        condition = Q()
-        for first, last, _ in runs:
-            condition |= Q(pk__gte=first, pk__lte=last)
-        queryset = queryset.filter(condition)
+        ranges = [(first, last) for first, last, _ in runs]
     else:
-        queryset = queryset.filter(pk__gte=min(run[0] for run in runs), pk__lte=max(run[1] for run in runs))
-    rows = list(queryset.order_by("pk").values_list("pk", "content"))
-    row_pks = [pk for pk, _ in rows]
+        ranges = [(min(run[0] for run in runs), max(run[1] for run in runs))]
     decoded: dict[int, BaseMessage | None] = {}
     result = []
-    for first, last, count in runs:
-        start, stop = bisect_left(row_pks, first), bisect_right(row_pks, last)
-        if stop - start != count:
-            logger.warning(
-                "A checkpoint's messages %s-%s of conversation %s: %s rows stored, %s expected (rows were deleted?).",
-                first, last, thread.conversation_id, stop - start, count,
-            )  # fmt: skip
-        for pk, content in rows[start:stop]:
-            if pk not in decoded:
-                decoded[pk] = _decode(pk, content)
-            if decoded[pk] is not None:
-                result.append((pk, decoded[pk]))
+    with _collection_paused(sum(run[2] for run in runs)):
+        rows = statements.thread_message_rows(*thread.key(), ranges, using)
+        row_pks = [pk for pk, _ in rows]
+        for first, last, count in runs:
+            start, stop = bisect_left(row_pks, first), bisect_right(row_pks, last)
+            if stop - start != count:
+                logger.warning(
+                    "A checkpoint's messages %s-%s of conversation %s: %s rows stored, %s expected (rows were deleted?).",
+                    first, last, thread.conversation_id, stop - start, count,
+                )  # fmt: skip
+            for pk, content in rows[start:stop]:
+                if pk not in decoded:
+                    decoded[pk] = _decode(pk, content)
+                if decoded[pk] is not None:
+                    result.append((pk, decoded[pk]))
     return result
+
+
+@contextmanager
+def _collection_paused(rows: int) -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while many rows are read (called by
+    ``_read_runs``). Decoding 10,000 messages allocates a few hundred
+    thousand objects, which start several full collections of the whole process: in a process
+    holding other long threads, about two thirds of a first read's time
+    (bench/results/checkpointer.md). Nothing decoded is garbage, so there is nothing to collect
+    meanwhile; the collector runs again afterwards (unless it was off already)."""
+    if rows < _PAUSE_COLLECTION_ROWS or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _decode(pk: int, content: Any) -> BaseMessage | None:

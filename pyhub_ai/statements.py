@@ -624,6 +624,25 @@ def count_thread_messages_between(conversation_id: Any, user_id: Any, visitor_ke
     return dict(zip(gaps, t.select(sql, params)[0]))
 
 
+def thread_message_rows(
+    conversation_id: Any, user_id: Any, visitor_key: str, ranges: Sequence[tuple[int, int]], using: str
+) -> list[tuple[int, Any]]:
+    """``(id, stored content)`` of a conversation thread's rows with ids in any of the inclusive
+    ``ranges``, by id, on the database ``using``: the rows of a checkpoint's message list, read
+    without building model instances or converting each value twice (``codec.decode`` reads the
+    JSON text)."""
+    t = _table(ConversationMessage, using)
+    c = t.column
+    user = f"{c['user']} IS NULL" if user_id is None else f"{c['user']} = %s"
+    within = " OR ".join([f"({c['id']} >= %s AND {c['id']} <= %s)"] * len(ranges))
+    sql = (
+        f"SELECT {c['id']}, {c['content']} FROM {t.name} WHERE {c['conversation']} = %s AND {user} "
+        f"AND {c['visitor_key']} = %s AND ({within}) ORDER BY {c['id']}"
+    )
+    params = [conversation_id, *([] if user_id is None else [user_id]), visitor_key, *(bound for pair in ranges for bound in pair)]
+    return t.select(sql, params)
+
+
 def insert_messages(rows: Sequence[ConversationMessage], now: datetime) -> None:
     """Insert new message rows (created ``now``) on the checkpoints' database and set their
     ids, in one statement (``bulk_create`` where the database cannot return the ids)."""

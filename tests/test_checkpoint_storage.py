@@ -352,3 +352,21 @@ def test_list_pages_through_long_histories_newest_first():
     assert [item.checkpoint["id"] for item in saver.list(config_of("paged"), limit=105)] == listed[:105]
     inputs = list(saver.list(config_of("paged"), filter={"source": "input", "parents": {}}))
     assert len(inputs) == 40
+
+
+def test_reading_a_long_thread_leaves_the_garbage_collector_as_it_was(monkeypatch):
+    import gc
+
+    from pyhub_ai import checkpoint_messages
+
+    monkeypatch.setattr(checkpoint_messages, "_PAUSE_COLLECTION_ROWS", 2)  # "long": two rows
+    echo_graph(DjangoSaver()).invoke({"messages": [HumanMessage(content="one")]}, config_of("long-read"))
+
+    assert contents(echo_graph(DjangoSaver()).get_state(config_of("long-read")).values["messages"]) == ["one", "echo: one"]
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        echo_graph(DjangoSaver()).get_state(config_of("long-read"))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
