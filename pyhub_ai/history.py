@@ -382,15 +382,6 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
     def _thread_queryset(self, conversation_id: Any):
         return ConversationMessage.objects.filter(**self._thread_fields(conversation_id))
 
-    def _window_queryset(self, conversation_id: Any):
-        queryset = self._thread_queryset(conversation_id)
-        if not self.include_failed:
-            queryset = queryset.filter(status=Status.COMPLETE)
-        queryset = queryset.order_by("-pk")
-        if self.max_messages is not None:
-            queryset = queryset[: self.max_messages]
-        return queryset
-
     def _read_window(self, conversation_id: Any) -> list[BaseMessage]:
         """The window of the branch the thread shows (see ``_window``)."""
         branched, leaf = branches.branch_state(self._key(conversation_id), self._thread_fields(conversation_id))
@@ -414,7 +405,9 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
                 conversation_id, self.user_id, self.visitor_key, complete_only=not self.include_failed, limit=self.max_messages
             )
             return self._window_of(newest_first)
-        stored = self._window_queryset(conversation_id).values_list("pk", "token_count", "content", "status")
+        stored = statements.window_rows(
+            conversation_id, self.user_id, self.visitor_key, complete_only=not self.include_failed, limit=self.max_messages
+        )
         newest_first = [(pk, token_count) for pk, token_count, _, _ in stored]
         return self._window_of(newest_first, [(pk, content, status) for pk, _, content, status in stored])
 
@@ -423,7 +416,8 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         the branch shown. Once this history has read the window (``_decoded``), a thread that
         never branched costs one statement returning one row (``statements.thread_window``),
         plus the contents of rows it has not decoded yet (none after a turn of its own:
-        ``finish_turn`` remembers the turn's rows)."""
+        ``finish_turn`` remembers the turn's rows); its first read, two plain statements
+        (``thread_branch``, ``window_rows``)."""
         found = None
         if self._decoded:
             found = statements.thread_window(

@@ -132,12 +132,14 @@ def conversation(pk: Any) -> Conversation | None:
 
 
 @cache
-def _window_sql(t: _Table, *, anonymous: bool, complete_only: bool, limited: bool) -> str:
+def _window_sql(
+    t: _Table, *, anonymous: bool, complete_only: bool, limited: bool, columns: tuple[str, ...] = ("id", "token_count")
+) -> str:
     c = t.column
     where = [f"{c['conversation']} = %s", f"{c['user']} IS NULL" if anonymous else f"{c['user']} = %s", f"{c['visitor_key']} = %s"]
     if complete_only:
         where.append(f"{c['status']} = %s")
-    sql = f"SELECT {c['id']}, {c['token_count']} FROM {t.name} WHERE {' AND '.join(where)} ORDER BY {c['id']} DESC"
+    sql = f"SELECT {', '.join(c[name] for name in columns)} FROM {t.name} WHERE {' AND '.join(where)} ORDER BY {c['id']} DESC"
     return sql + " LIMIT %s" if limited else sql
 
 
@@ -147,10 +149,25 @@ def window_ids(
     """``(id, token_count)`` of a thread's newest rows (``complete`` ones only, if asked), newest first."""
     t = _for_read(ConversationMessage)
     sql = _window_sql(t, anonymous=user_id is None, complete_only=complete_only, limited=limit is not None)
+    return t.select(sql, _window_params(conversation_id, user_id, visitor_key, complete_only, limit))
+
+
+def window_rows(
+    conversation_id: Any, user_id: Any, visitor_key: str, *, complete_only: bool, limit: int | None
+) -> list[tuple[int, int, Any, str]]:
+    """``(id, token_count, content, status)`` of the rows ``window_ids()`` finds (the stored
+    JSON as the field reads it), newest first: a history's first read of its window."""
+    t = _for_read(ConversationMessage)
+    columns = ("id", "token_count", "content", "status")
+    sql = _window_sql(t, anonymous=user_id is None, complete_only=complete_only, limited=limit is not None, columns=columns)
+    rows = t.select(sql, _window_params(conversation_id, user_id, visitor_key, complete_only, limit))
+    return [(pk, tokens, t.read("content", content), status) for pk, tokens, content, status in rows]
+
+
+def _window_params(conversation_id: Any, user_id: Any, visitor_key: str, complete_only: bool, limit: int | None) -> list[Any]:
     params = [conversation_id, *([] if user_id is None else [user_id]), visitor_key]
     params += [ConversationMessage.Status.COMPLETE] if complete_only else []
-    params += [limit] if limit is not None else []
-    return t.select(sql, params)
+    return params + ([limit] if limit is not None else [])
 
 
 #: How each database joins a column of rows into one string (``thread_window``); other

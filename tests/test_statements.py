@@ -116,3 +116,18 @@ def test_insert_turn_messages_stores_the_rows_bulk_create_would_and_gives_them_t
         fields = [f.attname for f in ConversationMessage._meta.concrete_fields]
         assert [getattr(stored, name) for name in fields] == [getattr(row, name) for name in fields]
     assert rows[0].message == HumanMessage(content="질문")
+
+
+def test_window_rows_read_the_rows_of_window_ids_with_their_stored_json(user_a):
+    conversation = Conversation.objects.create()
+    ConversationMessage.objects.bulk_create(
+        ConversationMessage.from_message(AIMessage(content=f"답 {i}"), conversation=conversation, user=user_a, status=status)
+        for i, status in enumerate(["complete", "error", "complete", "streaming"])
+    )
+    for complete_only, limit in ((True, 1), (False, None)):
+        rows = statements.window_rows(conversation.pk, user_a.pk, "", complete_only=complete_only, limit=limit)
+        assert [(pk, tokens) for pk, tokens, _, _ in rows] == statements.window_ids(
+            conversation.pk, user_a.pk, "", complete_only=complete_only, limit=limit
+        )
+        stored = {row.pk: (row.content, row.status) for row in ConversationMessage.objects.all()}
+        assert [(content, status) for pk, _, content, status in rows] == [stored[pk] for pk, _, _, _ in rows]
