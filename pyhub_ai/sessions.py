@@ -13,7 +13,8 @@ client frame and for the turn frames relayed from the thread's other tabs, befor
 too.
 
 Reading the session and the user costs two queries (0.56 ms of CPU per check on SQLite,
-measured 2026-11-29). With a cache shared between processes (``PYHUB_AI_RATE_LIMIT_CACHE``:
+measured 2026-11-29), made in one hand-off to the database thread (``_read_both``). With a
+cache shared between processes (``PYHUB_AI_RATE_LIMIT_CACHE``:
 Redis, memcached, files — not the local-memory or dummy cache) the check reads them only when
 something may have changed: every process marks a change in that cache, in the same call that
 makes it (``mark_changed``; ``connect_signals()``, called by ``apps.py``): a session row deleted (signing out,
@@ -28,11 +29,14 @@ from __future__ import annotations
 
 import time
 import uuid
+from functools import cache
 from importlib import import_module
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model, load_backend
+from django.contrib.auth.backends import BaseBackend, ModelBackend
 from django.core.cache import BaseCache, caches
 from django.core.cache.backends.dummy import DummyCache
 from django.core.cache.backends.locmem import LocMemCache
@@ -41,6 +45,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
+from django.utils.module_loading import import_string
 
 from .conf import conf
 
@@ -139,17 +144,61 @@ async def is_session_current(scope: dict[str, Any]) -> bool:
 
 
 async def _read_session_and_user(user: Any, session_key: str) -> bool:
-    """The full check: the session read afresh, and its user."""
-    fresh = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
-    session = await fresh.aload()
+    """The full check: the session read afresh, and its user. In one hand-off to the database
+    thread (``_read_both``) when every backend's ``aget_user`` is its ``get_user`` run there
+    (Django's own backends, and those that override neither); else in two."""
+    if _sync_get_user_is_equivalent(tuple(settings.AUTHENTICATION_BACKENDS)):
+        return await _read_both(user, session_key)
+    session = await _session_store(session_key).aload()
+    found = _session_user(user, session)
+    if found is None:
+        return False
+    current = await load_backend(found[1]).aget_user(found[0])
+    return _still_signs_in(current, session)
+
+
+@sync_to_async
+def _read_both(user: Any, session_key: str) -> bool:
+    """``_read_session_and_user`` with the synchronous ``load()`` and ``get_user()``."""
+    session = _session_store(session_key).load()
+    found = _session_user(user, session)
+    return found is not None and _still_signs_in(load_backend(found[1]).get_user(found[0]), session)
+
+
+@cache
+def _sync_get_user_is_equivalent(backend_paths: tuple[str, ...]) -> bool:
+    """Whether each backend's ``aget_user()`` does what its ``get_user()`` does: Django's
+    default (``get_user`` run in a thread), or ``ModelBackend``'s own pair, not overridden."""
+    for path in backend_paths:
+        backend = import_string(path)
+        if backend.aget_user is BaseBackend.aget_user:
+            continue
+        if backend.aget_user is ModelBackend.aget_user and backend.get_user is ModelBackend.get_user:
+            continue
+        return False
+    return True
+
+
+def _session_store(session_key: str) -> Any:
+    return import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+
+
+def _session_user(user: Any, session: Any) -> tuple[Any, str] | None:
+    """``(user id, backend path)`` of the session when it still names ``user`` through a
+    configured backend; else ``None``."""
     try:
         user_id = get_user_model()._meta.pk.to_python(session[SESSION_KEY])
         backend_path = session[BACKEND_SESSION_KEY]
     except (KeyError, ValueError, TypeError):
-        return False
+        return None
     if user_id != user.pk or backend_path not in settings.AUTHENTICATION_BACKENDS:
-        return False
-    current = await load_backend(backend_path).aget_user(user_id)
+        return None
+    return user_id, backend_path
+
+
+def _still_signs_in(current: Any, session: Any) -> bool:
+    """Whether ``current`` (the backend's user, or ``None``) is signed in by ``session``: its
+    password unchanged (the session's auth hash matches), as ``django.contrib.auth.get_user()``."""
     if current is None:
         return False
     if not hasattr(current, "get_session_auth_hash"):

@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.contrib.auth import user_logged_out
+from django.contrib.auth import BACKEND_SESSION_KEY, user_logged_out
+from django.contrib.auth.backends import ModelBackend
 from django.contrib.sessions.models import Session
 from django.test import RequestFactory
 from django.utils import timezone
@@ -95,4 +96,25 @@ async def test_between_marks_the_session_is_not_read_again_until_the_recheck_int
     assert await still_answers(communicator)
     # ... for at most RECHECK_AFTER seconds.
     monkeypatch.setattr(sessions, "RECHECK_AFTER", 0.0)
+    assert not await still_answers(communicator)
+
+
+class AsyncOnlyBackend(ModelBackend):
+    """A backend whose ``aget_user()`` decides differently from its ``get_user()``."""
+
+    refused = False
+
+    async def aget_user(self, user_id):
+        return None if AsyncOnlyBackend.refused else await super().aget_user(user_id)
+
+
+async def test_a_backend_with_its_own_aget_user_decides_the_check(user_a, settings, monkeypatch):
+    path = f"{__name__}.AsyncOnlyBackend"
+    settings.AUTHENTICATION_BACKENDS = [path]
+    communicator, session = await open_socket(user_a)
+    session[BACKEND_SESSION_KEY] = path
+    await sync_to_async(session.save)()
+    monkeypatch.setattr(sessions, "RECHECK_AFTER", 0.0)  # every frame reads the session and the user
+    assert await still_answers(communicator)
+    monkeypatch.setattr(AsyncOnlyBackend, "refused", True)
     assert not await still_answers(communicator)
