@@ -42,10 +42,12 @@ _held = threading.local()
 def run(alias: str, work: Callable[..., T], *args: Any) -> T:
     """``work(*args)`` in the calling thread: on its own connections when it is the main thread
     or is in a transaction on ``alias``, else on a set of pyhub_ai's lent ones."""
-    if threading.current_thread() is threading.main_thread() or _in_transaction(alias) or getattr(_held, "set", None) is not None:
+    if threading.current_thread() is threading.main_thread() or getattr(_held, "set", None) is not None:
+        return work(*args)
+    own = {connection.alias: connection for connection in connections.all(initialized_only=True)}
+    if alias in own and own[alias].in_atomic_block:
         return work(*args)
     lent = _take()
-    own = {connection.alias: connection for connection in connections.all(initialized_only=True)}
     _held.set = lent
     for name in connections:
         connections[name] = _wrapper(lent, name)
@@ -109,9 +111,3 @@ def _wrapper(lent: dict[str, Any], alias: str) -> Any:
         wrapper = lent[alias] = connections.create_connection(alias)
         wrapper.inc_thread_sharing()
     return wrapper
-
-
-def _in_transaction(alias: str) -> bool:
-    """Whether this thread is in a transaction on ``alias`` (without setting up a connection
-    for a thread that has none: a new pool thread has none)."""
-    return any(connection.alias == alias and connection.in_atomic_block for connection in connections.all(initialized_only=True))
