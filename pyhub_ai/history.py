@@ -308,9 +308,9 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
             parent_id=parent if branched else None, **thread
         )
         ai = ConversationMessage.from_message(AIMessage(content=""), turn_id=turn_id, status=Status.STREAMING, **thread)
-        if not idempotency_key and not branched:
+        if not branched and not idempotency_key:
             _insert_rows([human, ai])  # one INSERT: both rows or neither
-        else:
+        elif branched or not self._insert_unless_duplicate([human, ai]):
             try:
                 with transaction.atomic():  # in a caller's transaction, a savepoint: a duplicate leaves it usable
                     _insert_rows([human, ai])
@@ -322,6 +322,23 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
                 existing = self._thread_queryset(conversation_id).get(idempotency_key=idempotency_key)
                 raise DuplicateMessage(existing) from None
         return Turn(turn_id=turn_id, human=human, ai=ai, previous_messages=previous_messages, lease=lease)
+
+    def _insert_unless_duplicate(self, rows: list[ConversationMessage]) -> bool:
+        """Called by ``start_turn`` for a message with an idempotency key: insert ``rows`` with one
+        statement that leaves out a duplicate (``statements.insert_turn_messages``), instead of a
+        savepoint around the insert (three statements). ``True`` when they are inserted, ``False``
+        when the database cannot do it this way (the caller then inserts them within a savepoint);
+        raises ``DuplicateMessage`` when the thread has the message already (nothing is kept)."""
+        ids = statements.insert_turn_messages(rows, skip_duplicates=True)
+        if ids is None:
+            return False
+        if len(ids) < len(rows):
+            if ids:
+                statements.delete_messages(ids)
+            human = rows[0]
+            existing = self._thread_queryset(human.conversation_id).get(idempotency_key=human.idempotency_key)
+            raise DuplicateMessage(existing)
+        return True
 
     def resume_turn(self, *, lease: locks.Lease | None = None) -> Turn | None:
         """The turn whose reply is the thread's newest message, to be continued (a LangGraph
@@ -529,7 +546,7 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
 def _insert_rows(rows: list[ConversationMessage]) -> None:
     """Insert a turn's new rows with one statement (``statements.insert_turn_messages``, or
     ``bulk_create`` where the database cannot return their ids). Called by ``start_turn``."""
-    if not statements.insert_turn_messages(rows):
+    if statements.insert_turn_messages(rows) is None:
         ConversationMessage.objects.bulk_create(rows)
 
 

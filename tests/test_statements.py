@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 from langchain_core.messages import AIMessage, HumanMessage
 
@@ -131,3 +132,23 @@ def test_window_rows_read_the_rows_of_window_ids_with_their_stored_json(user_a):
         )
         stored = {row.pk: (row.content, row.status) for row in ConversationMessage.objects.all()}
         assert [(content, status) for pk, _, content, status in rows] == [stored[pk] for pk, _, _, _ in rows]
+
+
+def test_insert_turn_messages_can_leave_out_a_duplicate_without_failing_the_transaction(user_a):
+    conversation = Conversation.objects.create()
+
+    def turn(key):
+        return [
+            ConversationMessage.from_message(HumanMessage(content="q"), conversation=conversation, user=user_a, idempotency_key=key),
+            ConversationMessage.from_message(AIMessage(content=""), conversation=conversation, user=user_a, status="streaming"),
+        ]
+
+    with transaction.atomic():
+        first = turn("k1")
+        assert statements.insert_turn_messages(first, skip_duplicates=True) == [first[0].pk, first[1].pk]
+        again = turn("k1")
+        ids = statements.insert_turn_messages(again, skip_duplicates=True)
+        assert len(ids) == 1 and again[0].pk is None and again[1].pk is None  # the reply row only
+        statements.delete_messages(ids)
+        assert ConversationMessage.objects.count() == 2  # the transaction is still usable
+    assert sorted(ConversationMessage.objects.values_list("pk", flat=True)) == [first[0].pk, first[1].pk]
