@@ -64,6 +64,9 @@ __all__ = ["DjangoSaver", "conversation_thread_id"]
 
 #: Strings longer than this go to a blob row instead of staying inline in the checkpoint.
 _MAX_INLINE_STRING = 512
+#: The key of a stored checkpoint listing the channels whose values are blobs (so reading it
+#: looks up only those; checkpoints stored without it look up every channel version).
+_BLOB_CHANNELS = "pyhub_ai_blob_channels"
 #: Checkpoints read per query by ``list``.
 _LIST_PAGE = 100
 _PRUNE_STRATEGIES = ("keep_latest", "delete")
@@ -134,8 +137,11 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         checkpoint_id = get_checkpoint_id(config)
 
         def read(thread: _Thread) -> CheckpointTuple | None:
-            row = statements.checkpoint_row(thread.pk, ns, checkpoint_id)
-            return None if row is None else self._tuple(thread_id, thread, ns, *row)
+            found = statements.checkpoint_with_writes(thread.pk, ns, checkpoint_id)
+            if found is None:
+                return None
+            row, pending = found
+            return self._tuple(thread_id, thread, ns, *row, pending=pending)
 
         return self._with_thread(thread_id, read, create=False, again_if_none=True)
 
@@ -226,16 +232,26 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         body: dict[str, Any],
         metadata: Any,
         message_runs: dict[str, Any] | None,
+        pending: list[tuple] | None = None,
     ) -> CheckpointTuple:
         """The ``CheckpointTuple`` of a stored checkpoint: its channel values (inline, message
-        lists from ``message_runs``, the others from blobs) and pending writes."""
+        lists from ``message_runs``, the others from blobs) and pending writes (read here
+        unless given)."""
         checkpoint: dict[str, Any] = dict(body)
+        blob_channels = checkpoint.pop(_BLOB_CHANNELS, None)
         values = dict(checkpoint.get("channel_values") or {})
         using = router.db_for_read(Checkpoint)
         for channel, runs in (message_runs or {}).items():
             values[channel] = self._load_messages(thread, tuple(map(tuple, runs)), using)
-        versions = {channel: str(version) for channel, version in checkpoint["channel_versions"].items() if channel not in values}
-        blobs, writes = statements.checkpoint_values(thread.pk, ns, checkpoint_id, versions)
+        versions = {
+            channel: str(version)
+            for channel, version in checkpoint["channel_versions"].items()
+            if channel not in values and (blob_channels is None or channel in blob_channels)
+        }
+        if pending is None:
+            blobs, writes = statements.checkpoint_values(thread.pk, ns, checkpoint_id, versions)
+        else:
+            blobs, writes = statements.checkpoint_blobs(thread.pk, ns, versions), pending
         for channel, _, kind, blob in blobs:
             values[channel] = self._load_value(thread, kind, blob, using)
         checkpoint["channel_values"] = values
@@ -299,6 +315,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
                 if channel in new_versions:
                     kind, blob = self.serde.dumps_typed(value)
                     blobs.append((channel, str(new_versions[channel]), kind, blob))
+            body[_BLOB_CHANNELS] = sorted(channel for channel in others if channel not in runs and channel not in plans)
             row = (thread.pk, ns, checkpoint["id"], parent_id, body, stored_metadata)
             inserting = [channel for channel, planned in plans.items() if planned.new_rows]
             for channel, planned in plans.items():

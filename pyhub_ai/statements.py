@@ -444,6 +444,63 @@ def _checkpoint_row_sql(t: _Table, latest: bool) -> str:
     return sql + (f" ORDER BY {c['checkpoint_id']} DESC LIMIT 1" if latest else f" AND {c['checkpoint_id']} = %s")
 
 
+def checkpoint_with_writes(thread_pk: int, ns: str, checkpoint_id: str | None) -> tuple[tuple[str, str, Any, Any, Any], list[tuple]] | None:
+    """In one query: ``checkpoint_row`` of a thread's checkpoint ``checkpoint_id`` (or of its
+    latest one) and its pending writes (``(task_id, channel, type, blob)``, in LangGraph's
+    order: task path, task id, index); ``None`` when there is no such checkpoint."""
+    t, w = _for_read(Checkpoint), _table(CheckpointWrite, router.db_for_read(Checkpoint))
+    params = [thread_pk, ns, *([checkpoint_id] if checkpoint_id else []), thread_pk, ns]
+    row, pending = None, []
+    for kind, found_id, parent_id, checkpoint, metadata, runs, _, task_id, _, channel, type_, blob in t.select(
+        _checkpoint_with_writes_sql(t, w, latest=not checkpoint_id), params
+    ):
+        if kind == 0:
+            row = (found_id, parent_id, t.read("checkpoint", checkpoint), t.read("metadata", metadata), t.read("message_runs", runs))
+        else:
+            pending.append((task_id, channel, type_, blob))
+    return None if row is None else (row, pending)
+
+
+@cache
+def _checkpoint_with_writes_sql(t: _Table, w: _Table, latest: bool) -> str:
+    c, wc = t.column, w.column
+    connection = t.connection
+
+    def null(table: _Table, name: str) -> str:
+        return f"CAST(NULL AS {table.fields[name].db_type(connection)})"
+
+    row = _checkpoint_row_sql(t, latest)
+    checkpoint_columns = ", ".join(["checkpoint_id", "parent_checkpoint_id", "checkpoint", "metadata", "message_runs"])
+    return (
+        f"WITH cp ({checkpoint_columns}) AS ({row}) "
+        f"SELECT 0, cp.checkpoint_id, cp.parent_checkpoint_id, cp.checkpoint, cp.metadata, cp.message_runs, "
+        f"{null(w, 'task_path')}, {null(w, 'task_id')}, {null(w, 'idx')}, {null(w, 'channel')}, {null(w, 'type')}, {null(w, 'blob')} FROM cp "
+        f"UNION ALL SELECT 1, {null(t, 'checkpoint_id')}, {null(t, 'parent_checkpoint_id')}, {null(t, 'checkpoint')}, {null(t, 'metadata')}, "
+        f"{null(t, 'message_runs')}, {wc['task_path']}, {wc['task_id']}, {wc['idx']}, {wc['channel']}, {wc['type']}, {wc['blob']} "
+        f"FROM {w.name} WHERE {wc['thread']} = %s AND {wc['checkpoint_ns']} = %s AND {wc['checkpoint_id']} = (SELECT checkpoint_id FROM cp) "
+        "ORDER BY 1, 7, 8, 9"
+    )
+
+
+def checkpoint_blobs(thread_pk: int, ns: str, versions: dict[str, str]) -> list[tuple]:
+    """The stored values of the channel versions ``versions``: ``(channel, version, type, blob)``."""
+    if not versions:
+        return []
+    t = _for_read(CheckpointBlob)
+    params = [thread_pk, ns, *(value for pair in versions.items() for value in pair)]
+    return t.select(_checkpoint_blobs_sql(t, len(versions)), params)
+
+
+@cache
+def _checkpoint_blobs_sql(t: _Table, versions: int) -> str:
+    b = t.column
+    pairs = " OR ".join([f"({b['channel']} = %s AND {b['version']} = %s)"] * versions)
+    return (
+        f"SELECT {b['channel']}, {b['version']}, {b['type']}, {b['blob']} FROM {t.name} "
+        f"WHERE {b['thread']} = %s AND {b['checkpoint_ns']} = %s AND ({pairs})"
+    )
+
+
 def checkpoint_values(thread_pk: int, ns: str, checkpoint_id: str, versions: dict[str, str]) -> tuple[list[tuple], list[tuple]]:
     """In one query: the stored values of the channel versions ``versions`` (``(channel,
     version, type, blob)``) and the pending writes of checkpoint ``checkpoint_id`` (``(task_id,

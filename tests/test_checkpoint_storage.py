@@ -103,18 +103,35 @@ def test_a_new_saver_stores_an_unchanged_message_list_without_storing_its_messag
     assert ConversationMessage.objects.filter(conversation__session_id="unchanged").count() == 2
 
 
+def test_reading_a_turns_checkpoint_is_one_statement():
+    saver = DjangoSaver()
+    graph = echo_graph(saver)
+    graph.invoke({"messages": [HumanMessage(content="one")]}, config_of("one-read"))
+
+    with CaptureQueriesContext(connection) as queries:
+        latest = saver.get_tuple(config_of("one-read"))
+
+    assert len(queries.captured_queries) == 1
+    assert contents(latest.checkpoint["channel_values"]["messages"]) == ["one", "echo: one"]
+    assert "pyhub_ai_blob_channels" not in latest.checkpoint
+
+
 def test_checkpoints_stored_with_their_messages_in_a_blob_are_still_read():
     # Before Checkpoint.message_runs, a message list was a blob of type "pyhub_ai.messages".
     echo_graph(DjangoSaver()).invoke({"messages": [HumanMessage(content="one")]}, config_of("older"))
-    for row in Checkpoint.objects.exclude(message_runs={}):
-        version = row.checkpoint["channel_versions"]["messages"]
-        blob = json.dumps({"runs": row.message_runs["messages"]}).encode()
-        CheckpointBlob.objects.get_or_create(
-            thread_id=row.thread_id, checkpoint_ns=row.checkpoint_ns, channel="messages", version=str(version),
-            defaults={"type": "pyhub_ai.messages", "blob": blob},
-        )  # fmt: skip
-    Checkpoint.objects.update(message_runs={})
+    for row in Checkpoint.objects.all():
+        if row.message_runs:
+            version = row.checkpoint["channel_versions"]["messages"]
+            blob = json.dumps({"runs": row.message_runs["messages"]}).encode()
+            CheckpointBlob.objects.get_or_create(
+                thread_id=row.thread_id, checkpoint_ns=row.checkpoint_ns, channel="messages", version=str(version),
+                defaults={"type": "pyhub_ai.messages", "blob": blob},
+            )  # fmt: skip
+        row.checkpoint.pop("pyhub_ai_blob_channels", None)  # nor a list of the channels with blobs
+        row.message_runs = {}
+        row.save(update_fields=["checkpoint", "message_runs"])
 
+    assert contents(DjangoSaver().get_tuple(config_of("older")).checkpoint["channel_values"]["messages"]) == ["one", "echo: one"]
     graph = echo_graph(DjangoSaver())  # a new process: nothing in memory
     assert contents(graph.get_state(config_of("older")).values["messages"]) == ["one", "echo: one"]
     graph.invoke({"messages": [HumanMessage(content="two")]}, config_of("older"))
