@@ -423,17 +423,6 @@ def _plain_insert_sql(t: _Table, columns: Sequence[str], rows: int) -> str:
     return f"INSERT INTO {t.name} ({', '.join(t.column[name] for name in columns)}) VALUES {values}"
 
 
-def checkpoint_row(thread_pk: int, ns: str, checkpoint_id: str | None) -> tuple[str, str, Any, Any, Any] | None:
-    """``(checkpoint id, parent checkpoint id, checkpoint, metadata, message runs)`` of a
-    thread's checkpoint ``checkpoint_id``, or of its latest one."""
-    t = _for_read(Checkpoint)
-    rows = t.select(_checkpoint_row_sql(t, latest=not checkpoint_id), [thread_pk, ns, *([checkpoint_id] if checkpoint_id else [])])
-    if not rows:
-        return None
-    found_id, parent_id, checkpoint, metadata, runs = rows[0]
-    return found_id, parent_id, t.read("checkpoint", checkpoint), t.read("metadata", metadata), t.read("message_runs", runs)
-
-
 @cache
 def _checkpoint_row_sql(t: _Table, latest: bool) -> str:
     c = t.column
@@ -445,9 +434,10 @@ def _checkpoint_row_sql(t: _Table, latest: bool) -> str:
 
 
 def checkpoint_with_writes(thread_pk: int, ns: str, checkpoint_id: str | None) -> tuple[tuple[str, str, Any, Any, Any], list[tuple]] | None:
-    """In one query: ``checkpoint_row`` of a thread's checkpoint ``checkpoint_id`` (or of its
-    latest one) and its pending writes (``(task_id, channel, type, blob)``, in LangGraph's
-    order: task path, task id, index); ``None`` when there is no such checkpoint."""
+    """In one query: ``(checkpoint id, parent checkpoint id, checkpoint, metadata, message
+    runs)`` of a thread's checkpoint ``checkpoint_id`` (or of its latest one) and its pending
+    writes (``(task_id, channel, type, blob)``, in LangGraph's order: task path, task id,
+    index); ``None`` when there is no such checkpoint."""
     t, w = _for_read(Checkpoint), _table(CheckpointWrite, router.db_for_read(Checkpoint))
     params = [thread_pk, ns, *([checkpoint_id] if checkpoint_id else []), thread_pk, ns]
     row, pending = None, []
