@@ -175,15 +175,13 @@ class _Connection:
         if tls and transport.ssl_context is None:
             transport.ssl_context = httpx2.create_ssl_context()
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(
+            async with asyncio.timeout(timeout):  # a timer, not a task as wait_for() makes
+                reader, writer = await asyncio.open_connection(
                     host.decode("ascii"), port, limit=MAX_LINE,
                     ssl=transport.ssl_context if tls else None,
                     server_hostname=host.decode("ascii") if tls else None,
-                ),
-                timeout,
-            )  # fmt: skip
-        except asyncio.TimeoutError:
+                )  # fmt: skip
+        except TimeoutError:
             raise httpx2.ConnectTimeout("Timed out while connecting.", request=request) from None
         except OSError as exc:
             raise httpx2.ConnectError(str(exc) or type(exc).__name__, request=request) from exc
@@ -209,11 +207,11 @@ class _Connection:
         reused = self.idle_since is not None
         self.idle_since = None
         try:
-            self.writer.write(head + body if len(body) < 65536 else head)
-            if len(body) >= 65536:
-                self.writer.write(body)
-            await asyncio.wait_for(self.writer.drain(), timeouts.get("write"))
-        except asyncio.TimeoutError:
+            self.writer.write(head + body)
+            if self.writer.transport.get_write_buffer_size():  # the socket did not take it all at once
+                async with asyncio.timeout(timeouts.get("write")):
+                    await self.writer.drain()
+        except TimeoutError:
             self.close()
             raise httpx2.WriteTimeout("Timed out while sending the request.", request=request) from None
         except OSError as exc:
