@@ -380,16 +380,17 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         await sync_to_async(_store_reply)(step, ai_message, Status.COMPLETE, new_rows=[*tool_rows, turn.ai], call=call)
         return tool_rows
 
-    def finish_turn(self, turn: Turn, ai_message: AIMessage, status: str = Status.COMPLETE) -> None:
+    def finish_turn(self, turn: Turn, ai_message: AIMessage, status: str = Status.COMPLETE, *, release: bool = True) -> None:
         """Store the AI reply (complete, or the partial text with an error/interrupted status),
         add its token usage to the conversation's totals, record the model call in the usage
-        ledger (``turn.call``, if any) and release the turn's lease, in one transaction."""
+        ledger (``turn.call``, if any) and release the turn's lease (unless ``release`` is
+        false: the caller's ``thread_lock`` releases it), in one transaction."""
         call, turn.call = turn.call, None
-        _store_reply(turn.ai, ai_message, status, release=turn.lease, call=call)
+        _store_reply(turn.ai, ai_message, status, release=turn.lease if release else None, call=call)
         self._remember(turn.human, turn.ai)
 
-    async def afinish_turn(self, turn: Turn, ai_message: AIMessage, status: str = Status.COMPLETE) -> None:
-        await sync_to_async(self.finish_turn)(turn, ai_message, status)
+    async def afinish_turn(self, turn: Turn, ai_message: AIMessage, status: str = Status.COMPLETE, *, release: bool = True) -> None:
+        await sync_to_async(self.finish_turn)(turn, ai_message, status, release=release)
 
     # -- Queries ----------------------------------------------------------------------------
 

@@ -436,11 +436,16 @@ class ChatMixin:
     async def _store_reply(
         self, history: DjangoChatMessageHistory, turn: Turn, reply: AIMessageChunk | None, status: str
     ) -> bool:
-        """Store the (possibly partial) reply with ``status``; report a database failure."""
+        """Store the (possibly partial) reply with ``status``; report a database failure.
+
+        The thread's lock is released in the same transaction, unless the thread has other tabs
+        (``ThreadGroupMixin``): then ``thread_lock`` releases it once the turn's last frame was
+        relayed to them, so no other tab's next turn can start before they were told this one
+        ended (one more statement, for threads open in several tabs only)."""
         ai_message = message_chunk_to_message(reply) if reply is not None else AIMessage(content="")
         self.annotate_reply(ai_message)
         try:
-            await history.afinish_turn(turn, ai_message, status)
+            await history.afinish_turn(turn, ai_message, status, release=not getattr(self, "_peers", None))
         except DatabaseError as exc:
             logger.exception("Could not store the reply of turn %s.", turn.turn_id)
             if status != Status.INTERRUPTED:
