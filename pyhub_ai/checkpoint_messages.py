@@ -30,7 +30,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from django.utils import timezone
 from langchain_core.messages import BaseMessage
 
 from . import codec, statements
@@ -231,8 +230,16 @@ def store(
     if planned is None:
         return None
     if planned.new_rows:
-        statements.insert_messages(planned.new_rows, timezone.now())
+        insert_rows(planned.new_rows, using)
     return finish(thread, planned, using)
+
+
+def insert_rows(rows: list[ConversationMessage], using: str) -> None:
+    """Insert a plan's new rows on ``using`` with one statement (``statements.insert_messages``;
+    ``bulk_create`` where the database cannot return their ids). Called by ``store`` and
+    ``DjangoSaver.put``."""
+    if statements.insert_messages(rows, using=using) is None:
+        ConversationMessage.objects.using(using).bulk_create(rows)
 
 
 def find(messages: list[Any], bases: Sequence[MessageList]) -> MessageList | None:

@@ -325,11 +325,11 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
 
     def _insert_unless_duplicate(self, rows: list[ConversationMessage]) -> bool:
         """Called by ``start_turn`` for a message with an idempotency key: insert ``rows`` with one
-        statement that leaves out a duplicate (``statements.insert_turn_messages``), instead of a
+        statement that leaves out a duplicate (``statements.insert_messages``), instead of a
         savepoint around the insert (three statements). ``True`` when they are inserted, ``False``
         when the database cannot do it this way (the caller then inserts them within a savepoint);
         raises ``DuplicateMessage`` when the thread has the message already (nothing is kept)."""
-        ids = statements.insert_turn_messages(rows, skip_duplicates=True)
+        ids = statements.insert_messages(rows, skip_duplicates=True)
         if ids is None:
             return False
         if len(ids) < len(rows):
@@ -545,9 +545,9 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
 
 
 def _insert_rows(rows: list[ConversationMessage]) -> None:
-    """Insert a turn's new rows with one statement (``statements.insert_turn_messages``, or
+    """Insert a turn's new rows with one statement (``statements.insert_messages``, or
     ``bulk_create`` where the database cannot return their ids). Called by ``start_turn``."""
-    if statements.insert_turn_messages(rows) is None:
+    if statements.insert_messages(rows) is None:
         ConversationMessage.objects.bulk_create(rows)
 
 

@@ -208,23 +208,34 @@ def thread_window(
     return (None if leaf is None else (leaf, newest_then, newest_now)), pairs
 
 
-def insert_turn_messages(rows: Sequence[ConversationMessage], *, skip_duplicates: bool = False) -> list[int] | None:
-    """Insert ``rows`` in one statement and give them their ids, as ``bulk_create`` does (the
-    fields' ``pre_save``, then ``get_db_prep_save``): 0.17 ms of the database thread's time for
-    a turn's two rows with ``bulk_create``, 0.10 ms here (SQLite, measured 2026-11-29). Returns
-    the ids inserted; ``None`` (nothing inserted) on a database that cannot return them.
+def insert_messages(
+    rows: Sequence[ConversationMessage], *, using: str | None = None, skip_duplicates: bool = False
+) -> list[int] | None:
+    """Insert ``rows`` in one statement on ``using`` (default: the router's database for
+    writing messages) and give them their ids, as ``bulk_create`` does (the fields'
+    ``pre_save``, then ``get_db_prep_save``): 0.17 ms of the database thread's time for a turn's
+    two rows with ``bulk_create``, 0.10 ms here (SQLite, measured 2026-11-29). Returns the ids
+    inserted; ``None`` (nothing inserted) on a database that cannot return them: the caller
+    uses ``bulk_create``. Called for a turn's rows (``history.start_turn``) and a checkpoint's
+    new messages (``checkpoint_messages.store``, ``DjangoSaver.put``).
 
     ``skip_duplicates``: a row that would break a unique constraint (a message whose idempotency
     key the thread has already) is left out instead of failing the statement, so the caller's
     transaction needs no savepoint; then fewer ids come back than rows were given, and no row
     gets an id (the caller removes what was inserted)."""
-    t = _for_write(ConversationMessage)
+    t = _for_write(ConversationMessage) if using is None else _table(ConversationMessage, using)
     connection = t.connection
     if not rows or not connection.features.can_return_rows_from_bulk_insert:
         return None
     fields = _insert_fields(t)
     params = [field.get_db_prep_save(field.pre_save(row, True), connection) for row in rows for field in fields]
-    ids = [pk for (pk,) in t.select(_insert_turn_messages_sql(t, len(rows), skip_duplicates), params)]
+    if len(rows) == 1 and not skip_duplicates and connection.vendor == "sqlite":
+        # One row: its id without RETURNING, so SQLite steps the statement once instead of twice.
+        with connection.cursor() as cursor:
+            cursor.execute(_plain_insert_sql(t, [field.name for field in fields], 1), params)
+            ids = [cursor.lastrowid]
+    else:
+        ids = [pk for (pk,) in t.select(_insert_messages_sql(t, len(rows), skip_duplicates), params)]
     if len(ids) == len(rows):
         for row, pk in zip(rows, ids):
             row.pk = pk
@@ -233,13 +244,13 @@ def insert_turn_messages(rows: Sequence[ConversationMessage], *, skip_duplicates
 
 
 @cache
-def _insert_turn_messages_sql(t: _Table, rows: int, skip_duplicates: bool) -> str:
+def _insert_messages_sql(t: _Table, rows: int, skip_duplicates: bool) -> str:
     skip = " ON CONFLICT DO NOTHING" if skip_duplicates else ""
     return _plain_insert_sql(t, [field.name for field in _insert_fields(t)], rows) + f"{skip} RETURNING {t.column['id']}"
 
 
 def delete_messages(ids: Sequence[int]) -> None:
-    """Delete the rows ``ids`` (what ``insert_turn_messages(skip_duplicates=True)`` inserted
+    """Delete the rows ``ids`` (what ``insert_messages(skip_duplicates=True)`` inserted
     of a turn that turned out to be a duplicate)."""
     t = _for_write(ConversationMessage)
     t.update(f"DELETE FROM {t.name} WHERE {t.column['id']} IN ({', '.join(['%s'] * len(ids))})", list(ids))
@@ -580,7 +591,7 @@ def insert_checkpoint_at_once(
     if rows:
         for row in rows:
             row.created_at = now
-        fields = _message_fields(m)
+        fields = _insert_fields(m)
         params += [field.get_db_prep_save(getattr(row, field.attname), connection) for row in rows for field in fields]
     if blobs:
         params += [
@@ -611,7 +622,7 @@ def _insert_checkpoint_at_once_sql(t: _Table, b: _Table, m: _Table, rows: int, b
     c = t.column
     ctes = []
     if rows:
-        insert = _plain_insert_sql(m, [field.name for field in _message_fields(m)], rows)
+        insert = _plain_insert_sql(m, [field.name for field in _insert_fields(m)], rows)
         ctes += [f"new AS ({insert} RETURNING {m.column['id']} AS id)", "span AS (SELECT MIN(id) AS lo, MAX(id) AS hi, COUNT(*) AS n FROM new)"]
     if blobs:
         ctes.append(f"blobs AS ({_insert_blobs_sql(b, blobs)})")
@@ -719,36 +730,3 @@ def thread_message_rows(
     )
     params = [conversation_id, *([] if user_id is None else [user_id]), visitor_key, *(bound for pair in ranges for bound in pair)]
     return t.select(sql, params)
-
-
-def insert_messages(rows: Sequence[ConversationMessage], now: datetime) -> None:
-    """Insert new message rows (created ``now``) on the checkpoints' database and set their
-    ids, in one statement (``bulk_create`` where the database cannot return the ids)."""
-    t = _table(ConversationMessage, router.db_for_write(Checkpoint))
-    connection = t.connection
-    if not connection.features.can_return_rows_from_bulk_insert:
-        ConversationMessage.objects.using(t.alias).bulk_create(rows)
-        return
-    for row in rows:
-        row.created_at = now
-    fields = _message_fields(t)
-    params = [field.get_db_prep_save(getattr(row, field.attname), connection) for row in rows for field in fields]
-    with connection.cursor() as cursor:
-        if len(rows) == 1 and connection.vendor == "sqlite":
-            # One row: its id without RETURNING, so SQLite is called once instead of twice.
-            cursor.execute(_plain_insert_sql(t, [field.name for field in fields], 1), params)
-            rows[0].pk = cursor.lastrowid
-            return
-        cursor.execute(_insert_messages_sql(t, len(rows)), params)
-        for row, (pk,) in zip(rows, cursor.fetchall()):
-            row.pk = pk
-
-
-@cache
-def _message_fields(t: _Table) -> list[Any]:
-    return [field for field in t.fields.values() if not field.primary_key]
-
-
-@cache
-def _insert_messages_sql(t: _Table, rows: int) -> str:
-    return _plain_insert_sql(t, [field.name for field in _message_fields(t)], rows) + f" RETURNING {t.column['id']}"

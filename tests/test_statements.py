@@ -104,14 +104,17 @@ def test_conversation_reads_every_field_as_the_orm_does(user_a):
         statements.conversation("not-an-id")
 
 
-def test_insert_turn_messages_stores_the_rows_bulk_create_would_and_gives_them_their_ids(user_a):
+def test_insert_messages_stores_the_rows_bulk_create_would_and_gives_them_their_ids(user_a):
     conversation = Conversation.objects.create()
     rows = [
         ConversationMessage.from_message(HumanMessage(content="질문"), conversation=conversation, user=user_a, idempotency_key="k1"),
         ConversationMessage.from_message(AIMessage(content=""), conversation=conversation, user=user_a, status="streaming"),
     ]
-    assert statements.insert_turn_messages(rows)
+    assert statements.insert_messages(rows)
     assert rows[0].pk < rows[1].pk and not rows[0]._state.adding and rows[0].created_at is not None
+    single = [ConversationMessage.from_message(AIMessage(content="하나"), conversation=conversation, user=user_a)]
+    assert statements.insert_messages(single, using="default") == [single[0].pk]  # one row: SQLite's lastrowid
+    rows += single
     for row in rows:
         stored = ConversationMessage.objects.get(pk=row.pk)
         fields = [f.attname for f in ConversationMessage._meta.concrete_fields]
@@ -134,7 +137,7 @@ def test_window_rows_read_the_rows_of_window_ids_with_their_stored_json(user_a):
         assert [(content, status) for pk, _, content, status in rows] == [stored[pk] for pk, _, _, _ in rows]
 
 
-def test_insert_turn_messages_can_leave_out_a_duplicate_without_failing_the_transaction(user_a):
+def test_insert_messages_can_leave_out_a_duplicate_without_failing_the_transaction(user_a):
     conversation = Conversation.objects.create()
 
     def turn(key):
@@ -145,9 +148,9 @@ def test_insert_turn_messages_can_leave_out_a_duplicate_without_failing_the_tran
 
     with transaction.atomic():
         first = turn("k1")
-        assert statements.insert_turn_messages(first, skip_duplicates=True) == [first[0].pk, first[1].pk]
+        assert statements.insert_messages(first, skip_duplicates=True) == [first[0].pk, first[1].pk]
         again = turn("k1")
-        ids = statements.insert_turn_messages(again, skip_duplicates=True)
+        ids = statements.insert_messages(again, skip_duplicates=True)
         assert len(ids) == 1 and again[0].pk is None and again[1].pk is None  # the reply row only
         statements.delete_messages(ids)
         assert ConversationMessage.objects.count() == 2  # the transaction is still usable
