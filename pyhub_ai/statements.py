@@ -700,14 +700,10 @@ def count_thread_messages_between(conversation_id: Any, user_id: Any, visitor_ke
         return {}
     t = _table(ConversationMessage, router.db_for_write(Checkpoint))
     c = t.column
-    user = f"{c['user']} IS NULL" if user_id is None else f"{c['user']} = %s"
     sums = ", ".join([f"COALESCE(SUM(CASE WHEN {c['id']} > %s AND {c['id']} < %s THEN 1 ELSE 0 END), 0)"] * len(gaps))
-    sql = (
-        f"SELECT {sums} FROM {t.name} WHERE {c['conversation']} = %s AND {user} AND {c['visitor_key']} = %s "
-        f"AND {c['id']} > %s AND {c['id']} < %s"
-    )
+    sql = f"SELECT {sums} FROM {t.name} WHERE {_thread_where(t, user_id)} AND {c['id']} > %s AND {c['id']} < %s"
     params = [
-        *(value for gap in gaps for value in gap), conversation_id, *([] if user_id is None else [user_id]), visitor_key,
+        *(value for gap in gaps for value in gap), *_thread_params(conversation_id, user_id, visitor_key),
         min(after for after, _ in gaps), max(before for _, before in gaps),
     ]  # fmt: skip
     return dict(zip(gaps, t.select(sql, params)[0]))
@@ -722,11 +718,7 @@ def thread_message_rows(
     JSON text)."""
     t = _table(ConversationMessage, using)
     c = t.column
-    user = f"{c['user']} IS NULL" if user_id is None else f"{c['user']} = %s"
     within = " OR ".join([f"({c['id']} >= %s AND {c['id']} <= %s)"] * len(ranges))
-    sql = (
-        f"SELECT {c['id']}, {c['content']} FROM {t.name} WHERE {c['conversation']} = %s AND {user} "
-        f"AND {c['visitor_key']} = %s AND ({within}) ORDER BY {c['id']}"
-    )
-    params = [conversation_id, *([] if user_id is None else [user_id]), visitor_key, *(bound for pair in ranges for bound in pair)]
+    sql = f"SELECT {c['id']}, {c['content']} FROM {t.name} WHERE {_thread_where(t, user_id)} AND ({within}) ORDER BY {c['id']}"
+    params = [*_thread_params(conversation_id, user_id, visitor_key), *(bound for pair in ranges for bound in pair)]
     return t.select(sql, params)
