@@ -25,12 +25,15 @@ maps to ``APIConnectionError`` / ``APITimeoutError`` and retries as before.
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx2
+
+logger = logging.getLogger(__name__)
 
 #: Longest status line or header line read from a server.
 MAX_LINE = 65536
@@ -46,7 +49,11 @@ def lean_client_for(client: Any) -> Any:
         return _lean_clients[client]
     except KeyError:
         pass
-    transport = _lean_transport_like(client._client)
+    try:
+        transport = _lean_transport_like(client._client)
+    except AttributeError as exc:  # httpx2's or the SDK's internals moved: their own client then
+        logger.warning("The lean HTTP transport is off (%r); the model's own HTTP client reads its replies.", exc)
+        transport = None
     lean = client if transport is None else client.with_options(
         http_client=httpx2.AsyncClient(transport=transport, timeout=client._client.timeout, trust_env=False)
     )  # fmt: skip
