@@ -56,10 +56,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.messages.ai import add_ai_message_chunks
 from langchain_core.outputs import ChatGenerationChunk
 from langchain_core.runnables import RunnableBinding
@@ -73,7 +74,12 @@ try:  # langchain-openai is a dependency, but its private helpers may move: then
     from langchain_core.utils.utils import LC_ID_PREFIX
     from langchain_core.utils.uuid import uuid7
     from langchain_openai import ChatOpenAI
-    from langchain_openai.chat_models.base import _handle_openai_api_error, _handle_openai_bad_request
+    from langchain_openai.chat_models._compat import _convert_from_v1_to_chat_completions
+    from langchain_openai.chat_models.base import (
+        _convert_message_to_dict,
+        _handle_openai_api_error,
+        _handle_openai_bad_request,
+    )
     from openai import AsyncStream
     from openai._base_client import make_request_options
     from openai._httpx2 import request_exceptions, timeout_exceptions
@@ -85,6 +91,13 @@ except ImportError as exc:  # pragma: no cover - depends on installed versions
 
 #: Keys of ``astream`` kwargs that ``BaseChatModel.astream`` removes before ``_astream``.
 _TRACING_KWARGS = ("ls_structured_output_format", "structured_output_format")
+#: Model names that ``ChatOpenAI`` treats as o-series (system messages sent as ``developer``).
+_O_SERIES = re.compile(r"^o\d")
+#: The message classes whose plain-text instances ``_message_dicts`` converts once.
+_PLAIN_KINDS = frozenset({HumanMessage, AIMessage, SystemMessage})
+#: Converted plain messages by (class, text, name); emptied when it holds ``_PLAIN_DICTS_MAX``.
+_PLAIN_DICTS: dict[tuple[type, str, str | None], dict[str, Any]] = {}
+_PLAIN_DICTS_MAX = 4096
 #: Seconds to read what follows ``[DONE]`` (the end of the body), so the connection is reused.
 _DRAIN_SECONDS = 1.0
 #: Options of the SDK's ``create()`` that are not part of the JSON body.
@@ -124,10 +137,60 @@ def openai_reply_stream(llm: Any, prompt: list[BaseMessage]) -> OpenAIReplyStrea
     stream_usage = llm._should_stream_usage(stream_usage, **kwargs)
     if stream_usage:
         kwargs["stream_options"] = {"include_usage": stream_usage}
-    payload = llm._get_request_payload(_normalize_messages(list(prompt)), stop=stop, **kwargs)
+    payload = _request_payload(llm, _normalize_messages(list(prompt)), stop, kwargs)
     if "response_format" in payload or llm._use_responses_api(payload):
         return None
     return OpenAIReplyStream(llm, payload)
+
+
+def _request_payload(llm: Any, messages: list[BaseMessage], stop: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``llm._get_request_payload(messages, stop=stop, **kwargs)``, with the messages converted
+    by ``_message_dicts`` (plain-text messages converted once, not every turn). An o-series
+    model, whose system messages ``ChatOpenAI`` sends as ``developer``, gets LangChain's own
+    conversion."""
+    if _O_SERIES.match(llm.model_name or ""):
+        return llm._get_request_payload(messages, stop=stop, **kwargs)
+    payload = llm._get_request_payload([], stop=stop, **kwargs)
+    payload["messages"] = _message_dicts(messages)
+    return payload
+
+
+def _message_dicts(messages: list[BaseMessage]) -> list[dict[str, Any]]:
+    """What ``BaseChatOpenAI._get_request_payload`` makes of ``messages`` for Chat Completions.
+
+    A history is sent again with every turn, and converting an ``AIMessage`` walks its text
+    character by character (langchain-openai looks for audio blocks in ``content``): about
+    0.5 ms of the event loop per turn for a window of 50 stored messages (bench profile,
+    2026-11-30), more for long replies. A plain message (exactly ``HumanMessage``,
+    ``AIMessage`` or ``SystemMessage``, text content, a name or none, no other fields that the
+    conversion reads) converts to a dict that only its class, text and name decide, so that
+    dict is kept in ``_PLAIN_DICTS`` and copied; every other message is converted each time."""
+    dicts = []
+    for message in messages:
+        kind = type(message)
+        if (
+            kind in _PLAIN_KINDS
+            and type(message.content) is str
+            and not message.additional_kwargs
+            and not (kind is AIMessage and (message.tool_calls or message.invalid_tool_calls))
+        ):
+            key = (kind, message.content, message.name)
+            converted = _PLAIN_DICTS.get(key)
+            if converted is None:
+                if len(_PLAIN_DICTS) >= _PLAIN_DICTS_MAX:
+                    _PLAIN_DICTS.clear()
+                converted = _PLAIN_DICTS[key] = _convert_message(message)
+            dicts.append(dict(converted))
+        else:
+            dicts.append(_convert_message(message))
+    return dicts
+
+
+def _convert_message(message: BaseMessage) -> dict[str, Any]:
+    """One message as ``BaseChatOpenAI._get_request_payload`` converts it."""
+    if isinstance(message, AIMessage):
+        return _convert_message_to_dict(_convert_from_v1_to_chat_completions(message))
+    return _convert_message_to_dict(message)
 
 
 class OpenAIReplyStream:

@@ -1,4 +1,5 @@
-"""The lean HTTP/1.1 transport of the fast streaming path (``pyhub_ai.lean_http``).
+"""The lean HTTP/1.1 transport of the fast streaming path (``pyhub_ai.lean_http``), and the
+fast path's own request payload and event decoding (``pyhub_ai.openai_stream``).
 
 Each test talks to the local OpenAI-compatible server (tests/fake_openai.py) through the openai
 SDK, on a copy of the model's client made by ``lean_client_for``: the SDK's own streams, errors
@@ -42,7 +43,7 @@ def server():
 
 
 def chat_model(base_url: str, **kwargs) -> ChatOpenAI:
-    return ChatOpenAI(model="gpt-4o-mini", api_key="sk-test-lean", base_url=base_url, max_retries=0, **kwargs)
+    return ChatOpenAI(**{"model": "gpt-4o-mini", "api_key": "sk-test-lean", "base_url": base_url, "max_retries": 0, **kwargs})
 
 
 async def streamed_text(client, **kwargs) -> str:
@@ -207,3 +208,29 @@ async def test_server_sent_events_are_read_as_the_sdk_reads_them_however_the_byt
                 yield piece
 
         assert [data async for data in _sse_data(chunks())] == expected, pieces
+
+
+def test_the_fast_paths_payload_is_langchains_for_every_kind_of_message():
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+
+    from pyhub_ai.openai_stream import _PLAIN_DICTS, _request_payload
+
+    messages = [
+        SystemMessage("You are terse."),
+        HumanMessage("What is the weather in Seoul?", name="minji"),
+        AIMessage("", tool_calls=[{"name": "get_weather", "args": {"city": "Seoul"}, "id": "call_1"}]),
+        ToolMessage("sunny", tool_call_id="call_1"),
+        AIMessage("It is sunny in Seoul. 서울은 맑아요."),
+        HumanMessage([{"type": "text", "text": "And this?"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]),
+        AIMessage("Kept", additional_kwargs={"audio": {"id": "audio_1"}}),
+        HumanMessage("Thanks."),
+    ]
+    for model in ("gpt-4o-mini", "o3-mini"):  # o-series: system messages are sent as "developer"
+        llm = chat_model("http://127.0.0.1:9/v1", model=model)
+        expected = llm._get_request_payload(messages, stop=["END"], stream=True)
+        for _ in range(2):  # converted, then from the cache of plain messages
+            payload = _request_payload(llm, list(messages), ["END"], {"stream": True})
+            assert payload == expected
+            payload["messages"][0]["content"] = "changed"  # a caller's change stays in its payload
+    assert (HumanMessage, "Thanks.", None) in _PLAIN_DICTS
+    assert not any(key[0] is AIMessage and key[1] == "Kept" for key in _PLAIN_DICTS)
