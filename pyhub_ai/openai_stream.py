@@ -23,7 +23,8 @@ work that produces nothing the app uses:
 What stays the same as ``ChatOpenAI.astream``, so the stored message and the frames are too:
 
 * the request: LangChain builds the payload (``_get_request_payload``, with ``stream_options``
-  as ``_astream`` sets it), and the model's own ``AsyncOpenAI`` client sends it with
+  as ``_astream`` sets it; its conversion of a plain-text message is kept between turns,
+  ``_message_dicts``), and the model's own ``AsyncOpenAI`` client sends it with
   ``post()`` — the SDK's documented call for a ready body — so base URL, API key, default
   headers and query, proxy / custom ``http_async_client``, timeout and retries are the
   model's; ``extra_body`` is merged as the SDK merges it. When the model has langchain-openai's
@@ -48,7 +49,7 @@ What stays the same as ``ChatOpenAI.astream``, so the stored message and the fra
 ``tests/test_fast_stream.py`` runs both paths through the real websocket against
 ``tests/fake_openai.py`` (closing each connection, and keep-alive with chunked bodies) and
 compares stored rows, frames and request bodies; ``tests/test_lean_http.py`` checks the
-transport and the event decoding against the SDK's.
+transport and the event decoding against the SDK's, and the payload against LangChain's.
 """
 from __future__ import annotations
 
