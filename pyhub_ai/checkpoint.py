@@ -328,7 +328,7 @@ class DjangoSaver(BaseCheckpointSaver[str]):
             else:
                 with transaction.atomic(using=using):
                     for channel in inserting:
-                        stored_messages.insert_rows(plans[channel].new_rows, using)
+                        statements.insert_messages(plans[channel].new_rows, using=using)
                         runs[channel] = [list(run) for run in self._finish_messages(thread, plans[channel], using).runs]
                     statements.insert_blobs(thread.pk, ns, blobs)
                     statements.insert_checkpoint(*row, runs, timezone.now())

@@ -230,16 +230,8 @@ def store(
     if planned is None:
         return None
     if planned.new_rows:
-        insert_rows(planned.new_rows, using)
+        statements.insert_messages(planned.new_rows, using=using)
     return finish(thread, planned, using)
-
-
-def insert_rows(rows: list[ConversationMessage], using: str) -> None:
-    """Insert a plan's new rows on ``using`` with one statement (``statements.insert_messages``;
-    ``bulk_create`` where the database cannot return their ids). Called by ``store`` and
-    ``DjangoSaver.put``."""
-    if statements.insert_messages(rows, using=using) is None:
-        ConversationMessage.objects.using(using).bulk_create(rows)
 
 
 def find(messages: list[Any], bases: Sequence[MessageList]) -> MessageList | None:

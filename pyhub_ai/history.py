@@ -309,11 +309,11 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         )
         ai = ConversationMessage.from_message(AIMessage(content=""), turn_id=turn_id, status=Status.STREAMING, **thread)
         if not branched and not idempotency_key:
-            _insert_rows([human, ai])  # one INSERT: both rows or neither
+            statements.insert_messages([human, ai])  # one INSERT: both rows or neither
         elif branched or not self._insert_unless_duplicate([human, ai]):
             try:
                 with transaction.atomic():  # in a caller's transaction, a savepoint: a duplicate leaves it usable
-                    _insert_rows([human, ai])
+                    statements.insert_messages([human, ai])
                     if branched:
                         branches.link([human, ai], parent)
             except IntegrityError:
@@ -542,13 +542,6 @@ class DjangoChatMessageHistory(BaseChatMessageHistory):
         conversation, _ = await Conversation.objects.aget_or_create(session_id=self.session_id)
         self._conversation_id = conversation.pk
         return conversation.pk
-
-
-def _insert_rows(rows: list[ConversationMessage]) -> None:
-    """Insert a turn's new rows with one statement (``statements.insert_messages``, or
-    ``bulk_create`` where the database cannot return their ids). Called by ``start_turn``."""
-    if statements.insert_messages(rows) is None:
-        ConversationMessage.objects.bulk_create(rows)
 
 
 def _within_budget(newest_first: list[tuple[int, int]], max_tokens: int) -> list[tuple[int, int]]:

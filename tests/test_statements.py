@@ -155,3 +155,16 @@ def test_insert_messages_can_leave_out_a_duplicate_without_failing_the_transacti
         statements.delete_messages(ids)
         assert ConversationMessage.objects.count() == 2  # the transaction is still usable
     assert sorted(ConversationMessage.objects.values_list("pk", flat=True)) == [first[0].pk, first[1].pk]
+
+
+def test_insert_messages_uses_bulk_create_where_the_database_cannot_return_ids(user_a, monkeypatch):
+    from django.db import connection
+
+    monkeypatch.setattr(type(connection.features), "can_return_rows_from_bulk_insert", False)
+    conversation = Conversation.objects.create()
+    rows = [ConversationMessage.from_message(HumanMessage(content=f"q{i}"), conversation=conversation, user=user_a) for i in range(2)]
+    statements.insert_messages(rows)
+    assert [m.content for m in ConversationMessage.objects.order_by("pk")] == [row.content for row in rows]
+    keyed = [ConversationMessage.from_message(HumanMessage(content="k"), conversation=conversation, user=user_a, idempotency_key="k")]
+    assert statements.insert_messages(keyed, skip_duplicates=True) is None  # the caller uses a savepoint
+    assert ConversationMessage.objects.count() == 2
