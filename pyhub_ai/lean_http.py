@@ -296,10 +296,10 @@ class _Connection:
             self._raise_if_timed_out(request)
             raise httpx2.ReadError(str(exc) or type(exc).__name__, request=request) from exc
 
-    async def read_some(self, request: httpx2.Request) -> bytes:
-        """What has arrived (``b""`` at the end of the stream)."""
+    async def read_some(self, request: httpx2.Request, limit: int = 65536) -> bytes:
+        """What has arrived, at most ``limit`` bytes (``b""`` at the end of the stream)."""
         try:
-            data = await self.reader.read(65536)
+            data = await self.reader.read(limit)
         except OSError as exc:
             self._raise_if_timed_out(request)
             raise httpx2.ReadError(str(exc) or type(exc).__name__, request=request) from exc
@@ -395,7 +395,7 @@ class _Body(httpx2.AsyncByteStream):
             else:
                 remaining = self.framing
                 while remaining:
-                    data = await connection.read_some(request)
+                    data = await connection.read_some(request, min(remaining, 65536))  # never past the body
                     if not data:
                         raise httpx2.RemoteProtocolError(
                             "peer closed connection without sending complete message body", request=request

@@ -111,6 +111,31 @@ async def test_a_status_error_is_the_sdks_with_the_servers_message_and_the_conne
     assert server.connections == 1
 
 
+async def test_a_body_ends_at_its_content_length_whatever_follows_it():
+    import asyncio
+    import json
+
+    body = json.dumps({"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error"}}).encode()
+
+    async def answer(reader, writer):  # the body, then bytes no response announced, then silence
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                     b"x-should-retry: false\r\n\r\n%sGARBAGE" % (len(body), body))  # fmt: skip
+        await writer.drain()
+        await asyncio.sleep(30)
+
+    listener = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    client = lean_client_for(chat_model(f"http://127.0.0.1:{port}/v1").root_async_client)
+    try:
+        with pytest.raises(openai.AuthenticationError, match="Incorrect API key provided"):
+            await streamed_text(client, timeout=5)
+        (idle,) = [connection for connections in client._client._transport._idle.values() for connection in connections]
+        assert not idle.reusable(asyncio.get_running_loop().time())  # what followed the body is left unread
+    finally:
+        listener.close()
+
+
 async def test_a_stream_that_stalls_ends_with_the_sdks_timeout_error(server):
     client = lean_client_for(chat_model(server.base_url).root_async_client)
     server.answer_with(Reply(text=REPLY, stall_after=2))
