@@ -360,13 +360,13 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         """Store the checkpoint ``row`` with its blobs and the new rows of (at most) one list
         appended to, in one statement (called by ``_put`` where the database can)."""
         channel, planned = next(iter(plans.items()), (None, None))
-        base_runs = planned.base.runs if planned is not None and planned.base is not None else ()
-        rows = planned.new_rows if planned is not None else ()
-        stored_runs = statements.insert_checkpoint_at_once(
-            *row, runs, timezone.now(), blobs=blobs, channel=channel, base_runs=base_runs, rows=rows
-        )
-        if planned is not None:
-            self.message_lists.add(thread.pk, stored_messages.finished_with(planned, stored_runs[channel]))
+        if planned is None:
+            statements.insert_checkpoint_at_once(*row, runs, timezone.now(), blobs=blobs)
+            return
+        base_runs = stored_messages.merged_runs(planned.base.runs if planned.base is not None else ())
+        runs = {**runs, channel: [*map(list, base_runs), statements.NEW_ROWS]}
+        ids = statements.insert_checkpoint_at_once(*row, runs, timezone.now(), blobs=blobs, rows=planned.new_rows)
+        self.message_lists.add(thread.pk, stored_messages.with_new_rows(planned, base_runs, ids))
 
     def _unchanged_runs(
         self, thread: _Thread, ns: str, channel: str, value: list[Any], version: Any, parent_id: str, using: str

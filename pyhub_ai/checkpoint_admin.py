@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from .checkpoint_messages import MESSAGES_TYPE, decode_runs
+from .checkpoint_messages import MESSAGES_TYPE, decode_runs, merged_runs
 from .models import Checkpoint, CheckpointBlob, CheckpointWrite, GraphThread
 
 
@@ -98,7 +98,7 @@ class CheckpointAdmin(MetadataColumns, ReadOnlyAdmin):
                 continue
             blob = blobs.get((channel, str(version)))
             if channel in message_runs or (blob is not None and blob.type == MESSAGES_TYPE):
-                runs = message_runs[channel] if channel in message_runs else decode_runs(blob.blob)
+                runs = merged_runs(message_runs[channel] if channel in message_runs else decode_runs(blob.blob))
                 count = sum(run[2] for run in runs)
                 lines.append(f"{channel}: {count} messages (conversation rows {', '.join(f'#{a}-#{b}' for a, b, _ in runs)})")
             elif blob is None:

@@ -212,13 +212,30 @@ def finish(thread: ThreadRows, planned: Plan, using: str) -> MessageList:
     return MessageList(runs=tuple(builder.runs), pks=builder.pks, messages=planned.messages, settled=builder.settled)
 
 
-def finished_with(planned: Plan, runs: Sequence[Run]) -> MessageList:
-    """The stored list of ``planned`` (only new messages after its base) once the statement
-    that inserted its rows computed its runs (``statements.insert_checkpoint_at_once``)."""
+def merged_runs(runs: Sequence[Run]) -> list[Run]:
+    """``runs`` with neighbours of consecutive ids merged (no other row can lie between them):
+    the runs a list that appends new rows starts with (``DjangoSaver._put_at_once``), and what
+    the admin shows. The new rows follow as one run each (``with_new_rows``), so the statement
+    that inserts them need not know their ids before (``statements.insert_checkpoint_at_once``);
+    the next list stored after this one merges them. Merging never reaches a settled run
+    (``MessageList.settled``: those have another row of the thread after them)."""
+    merged: list[Run] = []
+    for first, last, count in runs:
+        if merged and merged[-1][1] + 1 == first:
+            merged[-1] = (merged[-1][0], last, merged[-1][2] + count)
+        else:
+            merged.append((first, last, count))
+    return merged
+
+
+def with_new_rows(planned: Plan, runs: Sequence[Run], ids: Sequence[int]) -> MessageList:
+    """The stored list of ``planned`` (only new messages after its base), whose runs are
+    ``runs`` (``appended_runs``) and one run per new row ``ids``."""
     pks = array("q", planned.base.pks) if planned.base is not None else array("q")
-    pks.extend(row.pk for row in planned.new_rows)
+    pks.extend(ids)
     settled = planned.base.settled if planned.base is not None else 0
-    return MessageList(runs=tuple(map(tuple, runs)), pks=pks, messages=planned.messages, settled=min(settled, max(len(runs) - 1, 0)))
+    stored_runs = (*runs, *((pk, pk, 1) for pk in ids))
+    return MessageList(runs=stored_runs, pks=pks, messages=planned.messages, settled=min(settled, max(len(stored_runs) - 1, 0)))
 
 
 def store(

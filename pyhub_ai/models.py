@@ -96,6 +96,7 @@ class ConversationMessage(models.Model):
         on_delete=models.CASCADE,
         related_name="messages",
         verbose_name=_("conversation"),
+        db_index=False,  # pyhub_ai_msg_thread_idx starts with it: one index less to write per message
     )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,

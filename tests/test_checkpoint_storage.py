@@ -70,8 +70,32 @@ def test_the_stored_message_list_does_not_grow_with_the_thread():
     rows = list(ConversationMessage.objects.filter(conversation__session_id="long").values_list("pk", flat=True))
     latest = Checkpoint.objects.order_by("-checkpoint_id").first()
     assert len(rows) == 24
-    assert latest.message_runs == {"messages": [[min(rows), max(rows), 24]]}
+    # The runs before the last put merged into one, and one run for the message it added.
+    assert latest.message_runs == {"messages": [[min(rows), max(rows) - 1, 23], [max(rows), max(rows), 1]]}
     assert not CheckpointBlob.objects.filter(channel="messages").exists()
+
+
+def test_a_step_that_adds_several_messages_stores_them_as_runs_merged_by_the_next_put():
+    def tools(state: MessagesState):
+        return {"messages": [AIMessage(content="calling"), ToolMessage(content="42", tool_call_id="call-1"), AIMessage(content="done")]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("tools", tools)
+    builder.add_edge(START, "tools")
+    graph = builder.compile(checkpointer=DjangoSaver())
+    graph.invoke({"messages": [HumanMessage(content="one")]}, config_of("several"))
+    rows = list(ConversationMessage.objects.filter(conversation__session_id="several").order_by("pk").values_list("pk", flat=True))
+    first = Checkpoint.objects.order_by("-checkpoint_id").first().message_runs["messages"]
+
+    graph.invoke({"messages": [HumanMessage(content="two")]}, config_of("several"))
+    rows_after = list(ConversationMessage.objects.filter(conversation__session_id="several").order_by("pk").values_list("pk", flat=True))
+    after = Checkpoint.objects.order_by("-checkpoint_id").first().message_runs["messages"]
+
+    assert first == [[rows[0], rows[0], 1]] + [[pk, pk, 1] for pk in rows[1:]]  # the step's three rows, one run each
+    assert after == [[rows[0], rows_after[-4], 5]] + [[pk, pk, 1] for pk in rows_after[-3:]]  # merged, then the new step's
+    expected = ["one", "calling", "42", "done", "two", "calling", "42", "done"]
+    assert contents(graph.get_state(config_of("several")).values["messages"]) == expected
+    assert contents(builder.compile(checkpointer=DjangoSaver()).get_state(config_of("several")).values["messages"]) == expected
 
 
 def test_a_checkpoint_that_adds_no_message_is_one_statement():

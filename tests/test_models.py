@@ -154,3 +154,55 @@ def test_the_last_messages_of_a_thread_are_read_through_the_thread_index(user_a)
 @pytest.mark.django_db
 def test_the_migrations_match_the_models():
     call_command("makemigrations", "pyhub_ai", "--check", "--dry-run", verbosity=0)
+
+
+FOREIGN_KEYS_SERVED_BY_A_COMPOSITE_INDEX = [
+    ("pyhub_ai_conversationmessage", "conversation_id"),
+    ("pyhub_ai_checkpoint", "thread_id"),
+    ("pyhub_ai_checkpointblob", "thread_id"),
+    ("pyhub_ai_checkpointwrite", "thread_id"),
+]
+
+
+def _indexes_starting_with(table, column):
+    """``{name: columns}`` of ``table``'s indexes and unique constraints whose first column is ``column``."""
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, table)
+    return {
+        name: info["columns"]
+        for name, info in constraints.items()
+        if (info["index"] or info["unique"]) and not info["primary_key"] and info["columns"][:1] == [column]
+    }
+
+
+def _single_column_indexes():
+    return {
+        (table, column): [name for name, columns in _indexes_starting_with(table, column).items() if columns == [column]]
+        for table, column in FOREIGN_KEYS_SERVED_BY_A_COMPOSITE_INDEX
+    }
+
+
+@pytest.mark.django_db
+def test_foreign_keys_that_start_a_composite_index_have_no_index_of_their_own():
+    for table, column in FOREIGN_KEYS_SERVED_BY_A_COMPOSITE_INDEX:
+        indexes = _indexes_starting_with(table, column)
+        assert indexes, f"{table}.{column} is the first column of no index"
+        assert all(len(columns) > 1 for columns in indexes.values()), indexes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migration_0009_drops_the_indexes_and_keeps_the_search_triggers(user_a):
+    from pyhub_ai.search import search_messages
+
+    call_command("migrate", "pyhub_ai", "0008", verbosity=0)
+    try:
+        assert all(len(names) == 1 for names in _single_column_indexes().values())
+    finally:
+        call_command("migrate", "pyhub_ai", verbosity=0)
+    assert all(names == [] for names in _single_column_indexes().values())
+
+    conversation = Conversation.objects.create(user=user_a)
+    add(conversation, HumanMessage(content="migrations keep the search"), user=user_a)
+    assert [hit.message.pk for hit in search_messages(user_a, "search")] == list(
+        ConversationMessage.objects.filter(conversation=conversation).values_list("pk", flat=True)
+    )
