@@ -85,7 +85,7 @@ try:  # langchain-openai is a dependency, but its private helpers may move: then
     from openai._base_client import make_request_options
     from openai._httpx2 import request_exceptions, timeout_exceptions
 
-    from .lean_http import lean_client_for
+    from .lean_http import body_chunks, lean_client_for
 except ImportError as exc:  # pragma: no cover - depends on installed versions
     ChatOpenAI = None
     logger.warning("The fast OpenAI streaming path is off (%s); ChatOpenAI.astream streams every reply.", exc)
@@ -270,7 +270,7 @@ async def _events(response: Any) -> AsyncIterator[Any]:
     ``AsyncStream`` yields for a chat completions stream (``cast_to=object``), with its errors
     (an event with ``error`` raises ``APIError``; a transport error ``APITimeoutError`` or
     ``APIConnectionError``), from fewer objects per event."""
-    chunks = response.aiter_bytes()
+    chunks = body_chunks(response)
     try:
         async for data in _sse_data(chunks):
             if data.startswith(b"[DONE]"):

@@ -136,6 +136,35 @@ async def test_a_body_ends_at_its_content_length_whatever_follows_it():
         listener.close()
 
 
+async def test_a_compressed_stream_is_decoded_before_its_events_are_read():
+    import asyncio
+    import gzip
+    import json
+
+    from langchain_core.messages import HumanMessage
+
+    from pyhub_ai.openai_stream import openai_reply_stream
+
+    events = [{"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
+               "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]} for word in ("Packed ", "text.")]  # fmt: skip
+    body = gzip.compress(b"".join(b"data: %s\n\n" % json.dumps(event).encode() for event in events) + b"data: [DONE]\n\n")
+
+    async def answer(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Encoding: gzip\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))  # fmt: skip
+        await writer.drain()
+        writer.close()
+
+    listener = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        stream = openai_reply_stream(chat_model(f"http://127.0.0.1:{port}/v1"), [HumanMessage(content="Hi.")])
+        assert "".join([text async for text in stream.texts()]) == "Packed text."
+    finally:
+        listener.close()
+
+
 async def test_a_stream_that_stalls_ends_with_the_sdks_timeout_error(server):
     client = lean_client_for(chat_model(server.base_url).root_async_client)
     server.answer_with(Reply(text=REPLY, stall_after=2))
