@@ -201,3 +201,15 @@ async def test_a_turn_cancelled_while_taking_the_lock_does_not_leave_it_held(mon
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not await ThreadLock.objects.exclude(token="").aexists()
+
+
+async def test_a_long_turn_keeps_its_lock_renewed_and_releases_it_at_the_end(settings):
+    from pyhub_ai import locks
+
+    settings.PYHUB_AI_TURN_LOCK_LEASE = 1  # renewed every third of a second
+    async with locks.thread_lock("1:2:", wait=5) as lease:
+        taken = (await ThreadLock.objects.aget(key="1:2:", token=lease.token)).expires_at
+        await asyncio.sleep(0.8)
+        renewed = (await ThreadLock.objects.aget(key="1:2:", token=lease.token)).expires_at
+    assert renewed > taken
+    assert not await ThreadLock.objects.exclude(token="").aexists()
