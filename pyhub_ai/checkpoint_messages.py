@@ -215,9 +215,9 @@ def finish(thread: ThreadRows, planned: Plan, using: str) -> MessageList:
 def merged_runs(runs: Sequence[Run]) -> list[Run]:
     """``runs`` with neighbours of consecutive ids merged (no other row can lie between them):
     the runs a list that appends new rows starts with (``DjangoSaver._put_at_once``), and what
-    the admin shows. The new rows follow as one run each (``with_new_rows``), so the statement
-    that inserts them need not know their ids before (``statements.insert_checkpoint_at_once``);
-    the next list stored after this one merges them. Merging never reaches a settled run
+    the admin shows. The new rows' runs follow (``with_new_rows``), not merged with the last
+    one, so the statement that inserts them need not know their ids before
+    (``statements.insert_checkpoint_at_once``); the next list stored after this one merges them. Merging never reaches a settled run
     (``MessageList.settled``: those have another row of the thread after them)."""
     merged: list[Run] = []
     for first, last, count in runs:
@@ -230,11 +230,11 @@ def merged_runs(runs: Sequence[Run]) -> list[Run]:
 
 def with_new_rows(planned: Plan, runs: Sequence[Run], ids: Sequence[int]) -> MessageList:
     """The stored list of ``planned`` (only new messages after its base), whose runs are
-    ``runs`` (``appended_runs``) and one run per new row ``ids``."""
+    ``runs`` (``merged_runs``) and those of its new rows ``ids`` (``statements.new_rows_runs``)."""
     pks = array("q", planned.base.pks) if planned.base is not None else array("q")
     pks.extend(ids)
     settled = planned.base.settled if planned.base is not None else 0
-    stored_runs = (*runs, *((pk, pk, 1) for pk in ids))
+    stored_runs = (*runs, *statements.new_rows_runs(ids))
     return MessageList(runs=stored_runs, pks=pks, messages=planned.messages, settled=min(settled, max(len(stored_runs) - 1, 0)))
 
 
@@ -344,12 +344,14 @@ class _RunBuilder:
 
     def compact(self) -> None:
         """Merge the unsettled runs with their predecessor where the thread has no other row
-        between them (one query, called by ``store``); the runs before the last are settled."""
+        between them (one query per few hundred gaps, called by ``store``); the runs before the last
+        are settled."""
         start = min(self.settled, len(self.runs) - 1)
-        gaps = [(self.runs[i][1], self.runs[i + 1][0]) for i in range(start, len(self.runs) - 1)]
+        unsettled = merged_runs(self.runs[start:])  # runs of consecutive ids need no query
+        gaps = [(unsettled[i][1], unsettled[i + 1][0]) for i in range(len(unsettled) - 1)]
         between = statements.count_thread_messages_between(*self.thread.key(), gaps=[gap for gap in gaps if gap[0] < gap[1]])
-        runs = self.runs[: start + 1]
-        for (after, before), run in zip(gaps, self.runs[start + 1 :]):
+        runs = [*self.runs[:start], unsettled[0]]
+        for (after, before), run in zip(gaps, unsettled[1:]):
             if after < before and between[(after, before)] == 0:
                 first, _, count = runs[-1]
                 runs[-1] = (first, run[1], count + run[2])

@@ -13,7 +13,8 @@ All functions are synchronous: they run in the database calls of ``locks`` and `
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -238,7 +239,7 @@ def insert_messages(
     if len(rows) == 1 and not skip_duplicates and connection.vendor == "sqlite":
         # One row: its id without RETURNING, so SQLite steps the statement once instead of twice.
         with connection.cursor() as cursor:
-            cursor.execute(_plain_insert_sql(t, [field.name for field in fields], 1), params)
+            cursor.execute(_insert_messages_sql(t, 1, False, returning=False), params)
             ids = [cursor.lastrowid]
     else:
         ids = [pk for (pk,) in t.select(_insert_messages_sql(t, len(rows), skip_duplicates), params)]
@@ -250,9 +251,10 @@ def insert_messages(
 
 
 @cache
-def _insert_messages_sql(t: _Table, rows: int, skip_duplicates: bool) -> str:
+def _insert_messages_sql(t: _Table, rows: int, skip_duplicates: bool, returning: bool = True) -> str:
     skip = " ON CONFLICT DO NOTHING" if skip_duplicates else ""
-    return _plain_insert_sql(t, [field.name for field in _insert_fields(t)], rows) + f"{skip} RETURNING {t.column['id']}"
+    returned = f" RETURNING {t.column['id']}" if returning else ""
+    return _plain_insert_sql(t, [field.name for field in _insert_fields(t)], rows) + skip + returned
 
 
 def delete_messages(ids: Sequence[int]) -> None:
@@ -570,8 +572,16 @@ def can_insert_checkpoint_at_once() -> bool:
 
 
 #: Stands, in the message runs given to ``insert_checkpoint_at_once``, for the runs of the rows
-#: the statement inserts (their ids are known only once they are inserted).
+#: the statement inserts (their ids are known only once they are inserted): ``new_rows_runs``.
 NEW_ROWS = "pyhub_ai:new rows"
+
+
+def new_rows_runs(ids: Sequence[int]) -> list[tuple[int, int, int]]:
+    """The message runs of rows just inserted with ``ids``: one run when the ids follow each
+    other (no other row can lie between them), else one run per row."""
+    if ids and ids[-1] - ids[0] + 1 == len(ids):
+        return [(ids[0], ids[-1], len(ids))]
+    return [(pk, pk, 1) for pk in ids]
 
 
 def insert_checkpoint_at_once(
@@ -587,16 +597,18 @@ def insert_checkpoint_at_once(
     blobs: Sequence[tuple[str, str, str, bytes]] = (),
     rows: Sequence[ConversationMessage] = (),
 ) -> list[int]:
-    """Store a checkpoint with its new values ``blobs`` and the new message rows ``rows``, in
-    one statement (PostgreSQL; see ``can_insert_checkpoint_at_once``). One list of
-    ``message_runs`` ends with ``NEW_ROWS``, which the statement replaces with one run
-    ``[id, id, 1]`` per inserted row. Sets the rows' ids and returns them.
+    """Store a checkpoint with its new values ``blobs`` and the new message rows ``rows`` at
+    once (see ``can_insert_checkpoint_at_once``). One list of ``message_runs`` ends with
+    ``NEW_ROWS``, which is replaced with the runs of the inserted rows (``new_rows_runs``).
+    Sets the rows' ids and returns them.
 
-    One round trip instead of four (``BEGIN``, the rows, the checkpoint, ``COMMIT``): a put
-    on PostgreSQL is mostly waiting for the server (bench/results/checkpointer.md). The runs
-    are spliced in as text, not built with jsonb functions in a ``CASE``: PostgreSQL took
-    0.41 ms to parse, plan and run that statement against 0.31 ms for this one (the plan is not
-    kept: Django turns prepared statements off by default), measured 2026-11-30."""
+    On PostgreSQL, one statement: one round trip instead of four (``BEGIN``, the rows, the
+    checkpoint, ``COMMIT``), as a put there is mostly waiting for the server
+    (bench/results/checkpointer.md). The runs are spliced into the JSON text, not built with
+    jsonb functions: PostgreSQL took 0.41 ms to parse, plan and run a statement that merged
+    them into the list's last run against 0.31 ms for this one (the plan is not kept: Django
+    turns prepared statements off by default), measured 2026-11-30. On SQLite, one
+    transaction (``_insert_checkpoint_with_rows``)."""
     t, b, m = _for_write(Checkpoint), _for_write(CheckpointBlob), _table(ConversationMessage, router.db_for_write(Checkpoint))
     connection = t.connection
     if connection.vendor == "sqlite":
@@ -632,17 +644,88 @@ def _insert_checkpoint_with_rows(
     t: _Table, row: tuple[Any, ...], message_runs: dict[str, Any], now: datetime, blobs: Sequence[tuple[str, str, str, bytes]], rows: Sequence[ConversationMessage]
 ) -> list[int]:
     """``insert_checkpoint_at_once`` on SQLite, which has no data-modifying ``WITH``: the rows,
-    the blobs and the checkpoint in one transaction."""
-    with transaction.atomic(using=t.alias):
-        ids = insert_messages(rows, using=t.alias) if rows else []
-        insert_blobs(row[0], row[1], blobs)
+    the blobs and the checkpoint in one transaction (``_sqlite_transaction``)."""
+    m, b = _table(ConversationMessage, t.alias), _table(CheckpointBlob, t.alias)
+    connection = t.connection
+    fields = _insert_fields(m)
+    row_params = [field.get_db_prep_save(field.pre_save(message, True), connection) for message in rows for field in fields]
+    blob_params = [
+        value
+        for channel, version, type_, blob in blobs
+        for value in (row[0], row[1], channel, version, type_, b.fields["blob"].get_db_prep_save(blob, connection))
+    ]
+    checkpoint_params = [
+        *row[:4],
+        t.fields["checkpoint"].get_db_prep_save(row[4], connection),
+        t.fields["metadata"].get_db_prep_save(row[5], connection),
+    ]
+    created_at = t.fields["created_at"].get_db_prep_save(now, connection)
+    ids: list[int] = []
+    with _sqlite_transaction(connection) as execute:
+        if len(rows) == 1:
+            ids = [execute(_insert_messages_sql(m, 1, False, returning=False), row_params).lastrowid]
+        elif rows:
+            ids = [pk for (pk,) in execute(_insert_messages_sql(m, len(rows), False), row_params).fetchall()]
+        if blobs:
+            execute(_insert_blobs_sql(b, len(blobs)), blob_params)
+        runs = json.dumps(message_runs, separators=(",", ":"))
         if rows:
-            message_runs = {
-                channel: [run for item in runs for run in ([[pk, pk, 1] for pk in ids] if item == NEW_ROWS else [item])]
-                for channel, runs in message_runs.items()
-            }
-        insert_checkpoint(*row, message_runs, now)
-    return ids or []
+            runs = runs.replace(json.dumps(NEW_ROWS), json.dumps(new_rows_runs(ids), separators=(",", ":"))[1:-1], 1)
+        execute(_insert_checkpoint_sql(t), [*checkpoint_params, runs, created_at])
+    for message, pk in zip(rows, ids):
+        message.pk = pk
+        message._state.adding, message._state.db = False, t.alias
+    return ids
+
+
+@contextmanager
+def _sqlite_transaction(connection: Any) -> Iterator[Callable[[str, Sequence[Any]], Any]]:
+    """One transaction on SQLite, begun and ended with plain ``BEGIN`` / ``COMMIT`` as Django
+    begins one (in its ``transaction_mode``), or the caller's ``atomic`` block when there is
+    one. Yields ``execute(sql, params)``, which runs a statement (``%s`` placeholders) and
+    returns its cursor.
+
+    A checkpoint's put on SQLite is a few statements that SQLite runs in microseconds, so
+    Django's layers around them were a large part of it: ``transaction.atomic`` and Django's
+    cursor wrappers took about 0.05 of 0.23 ms a put (bench/results/checkpointer.md, measured
+    2026-11-30). The statements therefore go straight to the ``sqlite3`` connection, with
+    errors still turned into Django's (``wrap_database_errors``) - except when something
+    watches Django's cursors: query logging (``DEBUG``, ``CaptureQueriesContext``) or
+    ``execute_wrapper``s, which then see every statement as usual. Tools that patch Django's
+    cursor class instead (some APM agents) do not see these statements, as they do not see
+    LangGraph's own ``SqliteSaver``."""
+    watched = connection.queries_logged or bool(connection.execute_wrappers)
+    if connection.in_atomic_block or not connection.get_autocommit() or watched:
+        with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+
+            def execute_watched(sql: str, params: Sequence[Any]) -> Any:
+                cursor.execute(sql, params)
+                return cursor
+
+            yield execute_watched
+        return
+    connection.ensure_connection()
+    raw = connection.connection
+
+    def execute(sql: str, params: Sequence[Any]) -> Any:
+        return raw.execute(_qmark(sql), params)
+
+    mode = getattr(connection, "transaction_mode", None)
+    with connection.wrap_database_errors:
+        raw.execute(f"BEGIN {mode}" if mode else "BEGIN")
+        try:
+            yield execute
+            raw.execute("COMMIT")  # checks the deferred foreign keys: can fail, and then the transaction stays open
+        except BaseException:
+            if raw.in_transaction:
+                raw.execute("ROLLBACK")
+            raise
+
+
+@cache
+def _qmark(sql: str) -> str:
+    """``sql`` with SQLite's ``?`` placeholders (the statements here hold no other ``%``)."""
+    return sql.replace("%s", "?")
 
 
 @cache
@@ -653,7 +736,17 @@ def _insert_checkpoint_at_once_sql(t: _Table, b: _Table, m: _Table, rows: int, b
         ctes.append(f"new AS ({_plain_insert_sql(m, [field.name for field in _insert_fields(m)], rows)} RETURNING {m.column['id']} AS id)")
     if blobs:
         ctes.append(f"blobs AS ({_insert_blobs_sql(b, blobs)})")
-    runs = "(%s || (SELECT string_agg('[' || id || ',' || id || ',1]', ',' ORDER BY id) FROM new) || %s)::jsonb" if rows else "%s::jsonb"
+    # The new rows' runs as new_rows_runs makes them, spliced into the JSON text (one row: the
+    # simplest statement, the one almost every put runs).
+    if rows == 1:
+        runs = "(%s || (SELECT '[' || id || ',' || id || ',1]' FROM new) || %s)::jsonb"
+    elif rows:
+        runs = (
+            "(%s || (SELECT CASE WHEN MAX(id) - MIN(id) + 1 = COUNT(*) THEN '[' || MIN(id) || ',' || MAX(id) || ',' || COUNT(*) || ']' "
+            "ELSE string_agg('[' || id || ',' || id || ',1]', ',' ORDER BY id) END FROM new) || %s)::jsonb"
+        )
+    else:
+        runs = "%s::jsonb"
     columns = ["thread", "checkpoint_ns", "checkpoint_id", "parent_checkpoint_id", "checkpoint", "metadata", "message_runs", "created_at"]
     return (
         (f"WITH {', '.join(ctes)} " if ctes else "")
@@ -710,20 +803,28 @@ def _insert_writes_sql(t: _Table, rows: int, replace: bool) -> str:
     return _insert_sql(t, columns, rows, ["thread", "checkpoint_ns", "checkpoint_id", "task_id", "idx"], update)
 
 
+#: Gaps per query of ``count_thread_messages_between``: two parameters and one column each,
+#: within SQLite's limits (999 parameters before 3.32, 2,000 columns).
+_GAPS_PER_QUERY = 400
+
+
 def count_thread_messages_between(conversation_id: Any, user_id: Any, visitor_key: str, *, gaps: Sequence[tuple[int, int]]) -> dict[tuple[int, int], int]:
     """How many rows a conversation thread has with ids strictly between each ``(after,
-    before)`` of ``gaps``, in one query (an index range over the thread's rows they span)."""
-    if not gaps:
-        return {}
+    before)`` of ``gaps``, in one query per ``_GAPS_PER_QUERY`` gaps (an index range over the
+    thread's rows they span)."""
     t = _table(ConversationMessage, router.db_for_write(Checkpoint))
     c = t.column
-    sums = ", ".join([f"COALESCE(SUM(CASE WHEN {c['id']} > %s AND {c['id']} < %s THEN 1 ELSE 0 END), 0)"] * len(gaps))
-    sql = f"SELECT {sums} FROM {t.name} WHERE {_thread_where(t, user_id)} AND {c['id']} > %s AND {c['id']} < %s"
-    params = [
-        *(value for gap in gaps for value in gap), *_thread_params(conversation_id, user_id, visitor_key),
-        min(after for after, _ in gaps), max(before for _, before in gaps),
-    ]  # fmt: skip
-    return dict(zip(gaps, t.select(sql, params)[0]))
+    counts: dict[tuple[int, int], int] = {}
+    for start in range(0, len(gaps), _GAPS_PER_QUERY):
+        chunk = gaps[start : start + _GAPS_PER_QUERY]
+        sums = ", ".join([f"COALESCE(SUM(CASE WHEN {c['id']} > %s AND {c['id']} < %s THEN 1 ELSE 0 END), 0)"] * len(chunk))
+        sql = f"SELECT {sums} FROM {t.name} WHERE {_thread_where(t, user_id)} AND {c['id']} > %s AND {c['id']} < %s"
+        params = [
+            *(value for gap in chunk for value in gap), *_thread_params(conversation_id, user_id, visitor_key),
+            min(after for after, _ in chunk), max(before for _, before in chunk),
+        ]  # fmt: skip
+        counts.update(zip(chunk, t.select(sql, params)[0]))
+    return counts
 
 
 def thread_message_rows(

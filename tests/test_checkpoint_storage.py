@@ -12,7 +12,7 @@ from langgraph.checkpoint.base import copy_checkpoint
 from langgraph.checkpoint.base.id import uuid6
 from langgraph.graph import START, MessagesState, StateGraph
 
-from pyhub_ai import dbthread
+from pyhub_ai import dbthread, statements
 from pyhub_ai.checkpoint import DjangoSaver, conversation_thread_id
 from pyhub_ai.history import DjangoChatMessageHistory
 from pyhub_ai.models import Checkpoint, CheckpointBlob, Conversation, ConversationMessage, GraphThread
@@ -75,6 +75,12 @@ def test_the_stored_message_list_does_not_grow_with_the_thread():
     assert not CheckpointBlob.objects.filter(channel="messages").exists()
 
 
+def test_new_rows_are_one_run_when_their_ids_follow_each_other():
+    assert statements.new_rows_runs([7]) == [(7, 7, 1)]
+    assert statements.new_rows_runs([7, 8, 9]) == [(7, 9, 3)]
+    assert statements.new_rows_runs([7, 9, 10]) == [(7, 7, 1), (9, 9, 1), (10, 10, 1)]  # another row may be 8
+
+
 def test_a_step_that_adds_several_messages_stores_them_as_runs_merged_by_the_next_put():
     def tools(state: MessagesState):
         return {"messages": [AIMessage(content="calling"), ToolMessage(content="42", tool_call_id="call-1"), AIMessage(content="done")]}
@@ -91,11 +97,31 @@ def test_a_step_that_adds_several_messages_stores_them_as_runs_merged_by_the_nex
     rows_after = list(ConversationMessage.objects.filter(conversation__session_id="several").order_by("pk").values_list("pk", flat=True))
     after = Checkpoint.objects.order_by("-checkpoint_id").first().message_runs["messages"]
 
-    assert first == [[rows[0], rows[0], 1]] + [[pk, pk, 1] for pk in rows[1:]]  # the step's three rows, one run each
-    assert after == [[rows[0], rows_after[-4], 5]] + [[pk, pk, 1] for pk in rows_after[-3:]]  # merged, then the new step's
+    assert first == [[rows[0], rows[0], 1], [rows[1], rows[3], 3]]  # the input's row, then the step's three rows
+    assert after == [[rows[0], rows_after[-4], 5], [rows_after[-3], rows_after[-1], 3]]  # merged, then the new step's
     expected = ["one", "calling", "42", "done", "two", "calling", "42", "done"]
     assert contents(graph.get_state(config_of("several")).values["messages"]) == expected
     assert contents(builder.compile(checkpointer=DjangoSaver()).get_state(config_of("several")).values["messages"]) == expected
+
+
+def test_a_put_into_a_thread_another_process_deleted_leaves_nothing_behind_and_starts_the_thread_again():
+    saver = DjangoSaver()
+    echo_graph(saver).invoke({"messages": [HumanMessage(content="one")]}, config_of("gone"))
+    latest = saver.get_tuple(config_of("gone"))  # the saver remembers the thread
+    DjangoSaver().delete_thread("gone")  # another process
+    checkpoint = copy_checkpoint(latest.checkpoint)
+    checkpoint["id"] = str(uuid6(clock_seq=-2))
+    checkpoint["channel_values"]["messages"] = [*checkpoint["channel_values"]["messages"], HumanMessage(content="two")]
+    version = f"{99:032}.0"
+    checkpoint["channel_versions"]["messages"] = version
+
+    # The first try fails on the deleted rows (SQLite: at COMMIT) and is rolled back; the
+    # second stores the list in a new thread.
+    saver.put(latest.config, checkpoint, {"source": "update", "step": 9}, {"messages": version})
+
+    assert contents(echo_graph(DjangoSaver()).get_state(config_of("gone")).values["messages"]) == ["one", "echo: one", "two"]
+    assert ConversationMessage.objects.filter(content__data__content="two").count() == 1
+    assert GraphThread.objects.filter(thread_id="gone").count() == 1
 
 
 def test_a_checkpoint_that_adds_no_message_is_one_statement():
