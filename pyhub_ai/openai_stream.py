@@ -58,6 +58,7 @@ import contextlib
 import json
 import logging
 import re
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -83,9 +84,13 @@ try:  # langchain-openai is a dependency, but its private helpers may move: then
     )
     from openai import AsyncStream
     from openai._base_client import make_request_options
+    from openai._models import FinalRequestOptions
     from openai._httpx2 import request_exceptions, timeout_exceptions
 
     from .lean_http import body_chunks, lean_client_for
+
+    #: What ``post()`` returns for a stream of plain dicts (``cast_to=object``).
+    _STREAM_CLS = AsyncStream[object]
 except ImportError as exc:  # pragma: no cover - depends on installed versions
     ChatOpenAI = None
     logger.warning("The fast OpenAI streaming path is off (%s); ChatOpenAI.astream streams every reply.", exc)
@@ -215,10 +220,7 @@ class OpenAIReplyStream:
         """The text of every event as it arrives (``""`` for events without text)."""
         parts = self._parts
         try:
-            stream = await lean_client_for(self.llm.root_async_client).post(
-                "/chat/completions", cast_to=object, body=self.body, options=self.options,
-                stream=True, stream_cls=AsyncStream[object],
-            )  # fmt: skip
+            stream = await _post_stream(lean_client_for(self.llm.root_async_client), self.body, self.options)
             async with stream:
                 async for event in _events(stream.response):
                     text = _plain_text(event) if parts else None
@@ -263,6 +265,37 @@ class OpenAIReplyStream:
             empty = "" if isinstance(messages[-1].content, str) else []
             messages.append(AIMessageChunk(content=empty, chunk_position="last", id=self.run_id))
         return add_ai_message_chunks(messages[0], *messages[1:])
+
+
+#: Per client: its ``base_url`` when the entry was made, and the request options ``post()``
+#: would build on it for a body sent with only the default options.
+_POST_TEMPLATES: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()
+
+
+def _post_stream(client: Any, body: dict[str, Any], options: dict[str, Any]) -> Any:
+    """``client.post("/chat/completions", cast_to=object, body=body, options=options,
+    stream=True, stream_cls=AsyncStream[object])``, called by ``OpenAIReplyStream.texts``.
+
+    ``post()`` builds a ``FinalRequestOptions`` for every request (pydantic defaults copied
+    deeply), and the URL is parsed from the relative path twice before httpx2 parses it once
+    more: together about 40 µs of the SDK's ``post()`` without the network (235 µs → 195 µs with
+    a dummy transport, 2026-11-30). With only the default options (no extra headers, query or
+    timeout), the options are made once per client and copied for each request with its body,
+    and the path is given as the absolute URL the SDK makes of it (``_prepare_url``: the
+    client's ``base_url`` path joined with ``chat/completions``); the SDK's ``request()`` then
+    does everything ``post()`` would. Other options go through ``post()``."""
+    if options.keys() != {"security"}:
+        return client.post(
+            "/chat/completions", cast_to=object, body=body, options=options, stream=True, stream_cls=_STREAM_CLS
+        )  # fmt: skip
+    base_url = client.base_url
+    entry = _POST_TEMPLATES.get(client)
+    if entry is None or entry[0] is not base_url:
+        url = str(base_url.copy_with(raw_path=base_url.raw_path + b"chat/completions"))
+        template = FinalRequestOptions.construct(method="post", url=url, json_data=None, content=None, files=None, **options)
+        entry = _POST_TEMPLATES[client] = (base_url, template)
+    request_options = entry[1].model_copy(update={"json_data": body, "params": {}})
+    return client.request(object, request_options, stream=True, stream_cls=_STREAM_CLS)
 
 
 async def _events(response: Any) -> AsyncIterator[Any]:

@@ -288,3 +288,22 @@ def test_the_fast_paths_payload_is_langchains_for_every_kind_of_message():
             payload["messages"][0]["content"] = "changed"  # a caller's change stays in its payload
     assert (HumanMessage, "Thanks.", None) in _PLAIN_DICTS
     assert not any(key[0] is AIMessage and key[1] == "Kept" for key in _PLAIN_DICTS)
+
+
+async def test_each_fast_request_carries_its_own_body_to_the_clients_current_base_url(server):
+    from langchain_core.messages import HumanMessage
+
+    from pyhub_ai.openai_stream import openai_reply_stream
+
+    llm = chat_model(server.base_url, default_headers={"X-Team": "chat"})
+    for question in ("First?", "Second?"):
+        stream = openai_reply_stream(llm, [HumanMessage(content=question)])
+        assert "".join([text async for text in stream.texts()]) == REPLY
+    first, second = server.completions()
+    assert [first.body["messages"][0]["content"], second.body["messages"][0]["content"]] == ["First?", "Second?"]
+    assert first.path == second.path == "/v1/chat/completions" and second.headers["x-team"] == "chat"
+    with FakeOpenAI(reply="Moved.", keep_alive=True) as other:
+        lean_client_for(llm.root_async_client).base_url = other.base_url
+        stream = openai_reply_stream(llm, [HumanMessage(content="Third?")])
+        assert "".join([text async for text in stream.texts()]) == "Moved."
+        assert other.completions()[0].body["messages"][0]["content"] == "Third?"
