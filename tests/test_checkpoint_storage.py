@@ -104,24 +104,52 @@ def test_a_step_that_adds_several_messages_stores_them_as_runs_merged_by_the_nex
     assert contents(builder.compile(checkpointer=DjangoSaver()).get_state(config_of("several")).values["messages"]) == expected
 
 
+def _put_one_more_message(saver: DjangoSaver, thread_id: str, text: str, step: int, before_put=lambda: None) -> None:
+    """``saver.put`` (in this thread, on its connection) of the latest checkpoint plus a message."""
+    latest = saver.get_tuple(config_of(thread_id))
+    before_put()
+    checkpoint = copy_checkpoint(latest.checkpoint)
+    checkpoint["id"] = str(uuid6(clock_seq=step))
+    checkpoint["channel_values"]["messages"] = [*checkpoint["channel_values"]["messages"], HumanMessage(content=text)]
+    version = f"{step:032}.0"
+    checkpoint["channel_versions"]["messages"] = version
+    saver.put(latest.config, checkpoint, {"source": "update", "step": step}, {"messages": version})
+
+
 def test_a_put_into_a_thread_another_process_deleted_leaves_nothing_behind_and_starts_the_thread_again():
     saver = DjangoSaver()
     echo_graph(saver).invoke({"messages": [HumanMessage(content="one")]}, config_of("gone"))
-    latest = saver.get_tuple(config_of("gone"))  # the saver remembers the thread
-    DjangoSaver().delete_thread("gone")  # another process
-    checkpoint = copy_checkpoint(latest.checkpoint)
-    checkpoint["id"] = str(uuid6(clock_seq=-2))
-    checkpoint["channel_values"]["messages"] = [*checkpoint["channel_values"]["messages"], HumanMessage(content="two")]
-    version = f"{99:032}.0"
-    checkpoint["channel_versions"]["messages"] = version
 
-    # The first try fails on the deleted rows (SQLite: at COMMIT) and is rolled back; the
-    # second stores the list in a new thread.
-    saver.put(latest.config, checkpoint, {"source": "update", "step": 9}, {"messages": version})
+    # Another process deletes the thread after the saver read it. The first try fails on the
+    # deleted rows (SQLite: at COMMIT) and is rolled back; the second stores the list in a new
+    # thread.
+    _put_one_more_message(saver, "gone", "two", 99, before_put=lambda: DjangoSaver().delete_thread("gone"))
 
     assert contents(echo_graph(DjangoSaver()).get_state(config_of("gone")).values["messages"]) == ["one", "echo: one", "two"]
     assert ConversationMessage.objects.filter(content__data__content="two").count() == 1
     assert GraphThread.objects.filter(thread_id="gone").count() == 1
+
+
+def test_a_message_put_shows_its_statements_to_whoever_watches_djangos_cursors():
+    saver = DjangoSaver()
+    echo_graph(saver).invoke({"messages": [HumanMessage(content="one")]}, config_of("watched"))
+    seen = []
+
+    def wrapper(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with CaptureQueriesContext(connection) as queries:
+        _put_one_more_message(saver, "watched", "two", 90)
+    with connection.execute_wrapper(wrapper):
+        _put_one_more_message(saver, "watched", "three", 91)
+
+    message_table, checkpoint_table = ConversationMessage._meta.db_table, Checkpoint._meta.db_table
+    for statements_seen in ([query["sql"] for query in queries.captured_queries], seen):
+        inserts = [sql for sql in statements_seen if sql.lstrip().upper().startswith(("INSERT", "WITH"))]
+        assert any(message_table in sql for sql in inserts)
+        assert any(checkpoint_table in sql for sql in inserts)
+    assert contents(echo_graph(DjangoSaver()).get_state(config_of("watched")).values["messages"]) == ["one", "echo: one", "two", "three"]
 
 
 def test_a_checkpoint_that_adds_no_message_is_one_statement():
