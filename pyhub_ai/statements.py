@@ -6,22 +6,23 @@ websocket of a process shares (bench/results/load.md). These are written out by 
 standard SQL on pyhub_ai's own tables, with the table and column names from the models'
 ``_meta`` quoted by the connection, values prepared by the model fields (``get_db_prep_save``)
 and read back by them (``from_db_value``), on the database the ORM would use (the router's
-``db_for_read`` / ``db_for_write``). Every other query goes through the ORM.
+``db_for_read`` / ``db_for_write``), on the DB-API cursor unless someone watches Django's
+cursors (``direct_sql``). Every other query goes through the ORM.
 
 All functions are synchronous: they run in the database calls of ``locks`` and ``history``.
 """
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any
 
-from django.db import connections, router, transaction
+from django.db import connections, router
 from django.db.models import Model
 
+from . import direct_sql
 from .models import Checkpoint, CheckpointBlob, CheckpointWrite, Conversation, ConversationMessage, ThreadBranch, ThreadLock, UsageRecord, UsageTotal
 
 
@@ -49,14 +50,12 @@ class _Table:
 
     def select(self, sql: str, params: Sequence[Any]) -> list[tuple]:
         """Run a SELECT; its rows."""
-        with self.connection.cursor() as cursor:
-            cursor.execute(sql, params)
+        with direct_sql.execute(self.connection, sql, params) as cursor:
             return [tuple(row) for row in cursor.fetchall()]
 
     def update(self, sql: str, params: Sequence[Any]) -> int:
-        """Run an UPDATE; how many rows it changed."""
-        with self.connection.cursor() as cursor:
-            cursor.execute(sql, params)
+        """Run an UPDATE (or another statement); how many rows it changed."""
+        with direct_sql.execute(self.connection, sql, params) as cursor:
             return cursor.rowcount
 
 
@@ -238,8 +237,7 @@ def insert_messages(
     params = [field.get_db_prep_save(field.pre_save(row, True), connection) for row in rows for field in fields]
     if len(rows) == 1 and not skip_duplicates and connection.vendor == "sqlite":
         # One row: its id without RETURNING, so SQLite steps the statement once instead of twice.
-        with connection.cursor() as cursor:
-            cursor.execute(_insert_messages_sql(t, 1, False, returning=False), params)
+        with direct_sql.execute(connection, _insert_messages_sql(t, 1, False, returning=False), params) as cursor:
             ids = [cursor.lastrowid]
     else:
         ids = [pk for (pk,) in t.select(_insert_messages_sql(t, len(rows), skip_duplicates), params)]
@@ -554,8 +552,7 @@ def insert_checkpoint(
         fields["message_runs"].get_db_prep_save(message_runs, connection),
         fields["created_at"].get_db_prep_save(now, connection),
     ]  # fmt: skip
-    with connection.cursor() as cursor:
-        cursor.execute(_insert_checkpoint_sql(t), values)
+    t.update(_insert_checkpoint_sql(t), values)
 
 
 @cache
@@ -644,7 +641,7 @@ def _insert_checkpoint_with_rows(
     t: _Table, row: tuple[Any, ...], message_runs: dict[str, Any], now: datetime, blobs: Sequence[tuple[str, str, str, bytes]], rows: Sequence[ConversationMessage]
 ) -> list[int]:
     """``insert_checkpoint_at_once`` on SQLite, which has no data-modifying ``WITH``: the rows,
-    the blobs and the checkpoint in one transaction (``_sqlite_transaction``)."""
+    the blobs and the checkpoint in one transaction (``direct_sql.transaction``)."""
     m, b = _table(ConversationMessage, t.alias), _table(CheckpointBlob, t.alias)
     connection = t.connection
     fields = _insert_fields(m)
@@ -661,71 +658,22 @@ def _insert_checkpoint_with_rows(
     ]
     created_at = t.fields["created_at"].get_db_prep_save(now, connection)
     ids: list[int] = []
-    with _sqlite_transaction(connection) as execute:
+    with direct_sql.transaction(connection):
         if len(rows) == 1:
-            ids = [execute(_insert_messages_sql(m, 1, False, returning=False), row_params).lastrowid]
+            with direct_sql.execute(connection, _insert_messages_sql(m, 1, False, returning=False), row_params) as cursor:
+                ids = [cursor.lastrowid]
         elif rows:
-            ids = [pk for (pk,) in execute(_insert_messages_sql(m, len(rows), False), row_params).fetchall()]
+            ids = [pk for (pk,) in m.select(_insert_messages_sql(m, len(rows), False), row_params)]
         if blobs:
-            execute(_insert_blobs_sql(b, len(blobs)), blob_params)
+            b.update(_insert_blobs_sql(b, len(blobs)), blob_params)
         runs = json.dumps(message_runs, separators=(",", ":"))
         if rows:
             runs = runs.replace(json.dumps(NEW_ROWS), json.dumps(new_rows_runs(ids), separators=(",", ":"))[1:-1], 1)
-        execute(_insert_checkpoint_sql(t), [*checkpoint_params, runs, created_at])
+        t.update(_insert_checkpoint_sql(t), [*checkpoint_params, runs, created_at])
     for message, pk in zip(rows, ids):
         message.pk = pk
         message._state.adding, message._state.db = False, t.alias
     return ids
-
-
-@contextmanager
-def _sqlite_transaction(connection: Any) -> Iterator[Callable[[str, Sequence[Any]], Any]]:
-    """One transaction on SQLite, begun and ended with plain ``BEGIN`` / ``COMMIT`` as Django
-    begins one (in its ``transaction_mode``), or the caller's ``atomic`` block when there is
-    one. Yields ``execute(sql, params)``, which runs a statement (``%s`` placeholders) and
-    returns its cursor.
-
-    A checkpoint's put on SQLite is a few statements that SQLite runs in microseconds, so
-    Django's layers around them were a large part of it: ``transaction.atomic`` and Django's
-    cursor wrappers took about 0.05 of 0.23 ms a put (bench/results/checkpointer.md, measured
-    2026-11-30). The statements therefore go straight to the ``sqlite3`` connection, with
-    errors still turned into Django's (``wrap_database_errors``) - except when something
-    watches Django's cursors: query logging (``DEBUG``, ``CaptureQueriesContext``) or
-    ``execute_wrapper``s, which then see every statement as usual. Tools that patch Django's
-    cursor class instead (some APM agents) do not see these statements, as they do not see
-    LangGraph's own ``SqliteSaver``."""
-    watched = connection.queries_logged or bool(connection.execute_wrappers)
-    if connection.in_atomic_block or not connection.get_autocommit() or watched:
-        with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
-
-            def execute_watched(sql: str, params: Sequence[Any]) -> Any:
-                cursor.execute(sql, params)
-                return cursor
-
-            yield execute_watched
-        return
-    connection.ensure_connection()
-    raw = connection.connection
-
-    def execute(sql: str, params: Sequence[Any]) -> Any:
-        return raw.execute(_qmark(sql), params)
-
-    mode = getattr(connection, "transaction_mode", None)
-    with connection.wrap_database_errors:
-        raw.execute(f"BEGIN {mode}" if mode else "BEGIN")
-        try:
-            yield execute
-            raw.execute("COMMIT")  # checks the deferred foreign keys: can fail, and then the transaction stays open
-        except BaseException:
-            if raw.in_transaction:
-                raw.execute("ROLLBACK")
-            raise
-
-
-@cache
-def _qmark(sql: str) -> str:
-    """``sql`` with SQLite's ``?`` placeholders (the statements here hold no other ``%``)."""
-    return sql.replace("%s", "?")
 
 
 @cache
@@ -770,8 +718,7 @@ def insert_blobs(thread_pk: int, ns: str, blobs: Sequence[tuple[str, str, str, b
         for channel, version, type_, blob in blobs
         for value in (thread_pk, ns, channel, version, type_, blob_field.get_db_prep_save(blob, connection))
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(_insert_blobs_sql(t, len(blobs)), params)
+    t.update(_insert_blobs_sql(t, len(blobs)), params)
 
 
 @cache
@@ -792,8 +739,7 @@ def insert_writes(
         for idx, channel, type_, blob in writes
         for value in (thread_pk, ns, checkpoint_id, task_id, task_path, idx, channel, type_, blob_field.get_db_prep_save(blob, connection))
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(_insert_writes_sql(t, len(writes), replace), params)
+    t.update(_insert_writes_sql(t, len(writes), replace), params)
 
 
 @cache
