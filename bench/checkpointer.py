@@ -5,15 +5,21 @@ langgraph-checkpoint-sqlite on SQLite, ``PostgresSaver`` from langgraph-checkpoi
 PostgreSQL, on the same server) and each thread length N (10, 1,000 and 10,000 messages of ~200
 characters), one thread is seeded with N messages in one ``update_state`` (one checkpoint), then
 a real LangGraph graph (``MessagesState``, one node that answers) runs turns on it: 3 warm-up
-turns, then K=30 timed ones, with ``durability="sync"``, round-robin over all savers and sizes. Every ``put`` and ``get_tuple`` call
-the graph makes is timed inside the saver (a turn makes three puts and one get_tuple). Bytes
-written per turn: what the turn added to the saver's tables for the thread (checkpoint and
-metadata JSON, blobs, writes, and for ``DjangoSaver`` the message rows' JSON), measured with SQL
-length functions between turns (not timed). ``DjangoSaver`` keeps recent message lists in
-memory; "get_tuple, new process" is its first read of the thread by a fresh saver (3 samples).
+turns, then K=30 timed ones, with ``durability="sync"``, round-robin over the sizes. Every
+``put`` and ``get_tuple`` call the graph makes is timed inside the saver (a turn makes three
+puts and one get_tuple). Bytes written per turn: what the turn added to the saver's tables for
+the thread (checkpoint and metadata JSON, blobs, writes, and for ``DjangoSaver`` the message
+rows' JSON), measured with SQL length functions between turns (not timed). ``DjangoSaver`` keeps
+recent message lists in memory; "get_tuple, new process" is its first read of the thread by a
+fresh saver (3 samples).
 
-Each database runs in its own worker process (``python -m bench.checkpointer --worker ...``);
-the runner writes the table to ``bench/results/checkpointer.md``.
+Each saver runs in a worker process of its own (``python -m bench.checkpointer --worker ...``),
+as a site runs one saver: when both ran in one process, each turn ran on the caches the other
+saver's turn before it had filled, and the figures depended on the order of the turns
+(DjangoSaver's put at N=10 was 1.9-2.4x SqliteSaver's with one fixed order, 1.6-1.7x with a
+random one, for the same code). The two savers' workers run ``REPEATS`` times, alternating, and
+each figure is the smaller of its runs (the machine's other work only adds time). The runner
+writes the table to ``bench/results/checkpointer.md``.
 """
 from __future__ import annotations
 
@@ -38,6 +44,8 @@ COLD_SAMPLES = 3
 WORKER_TIMEOUT = 300
 TARGET_VS_OFFICIAL = 1.5
 TARGET_FLAT = 1.2
+#: Runs of each saver's worker (alternating); each figure is the smaller of its runs.
+REPEATS = 2
 TEXT = "This is a benchmark message of about two hundred characters, the length of a short chat turn. " * 2
 
 
@@ -208,9 +216,9 @@ class BenchThread:
         return result
 
 
-def run_worker(db: str, sizes: list[int], turns: int, warmup: int) -> dict:
-    """Seeds every thread, then runs the turns round-robin over them, so that a slower moment of
-    the machine falls on every saver and size alike."""
+def run_worker(db: str, saver_name: str, sizes: list[int], turns: int, warmup: int) -> dict:
+    """Seeds a thread of each size for the saver ``saver_name`` (``ours`` or ``official``), then
+    runs the turns round-robin over them."""
     import django
 
     django.setup()
@@ -221,8 +229,9 @@ def run_worker(db: str, sizes: list[int], turns: int, warmup: int) -> dict:
 
     call_command("migrate", verbosity=0, interactive=False)
     official, close = _official_savers(db)
+    make_saver = DjangoSaver if saver_name == "ours" else official
     try:
-        threads = [BenchThread(name, saver(), db, size) for size in sizes for name, saver in (("ours", DjangoSaver), ("official", official))]
+        threads = [BenchThread(saver_name, make_saver(), db, size) for size in sizes]
         for number in range(warmup + turns):
             for thread in threads:
                 if number == warmup:
@@ -246,14 +255,14 @@ def run_worker(db: str, sizes: list[int], turns: int, warmup: int) -> dict:
 # ---- the runner (no Django here) ------------------------------------------------------------
 
 
-def _run_database(db: str, sizes: list[int], turns: int, warmup: int) -> dict:
+def _run_worker(db: str, saver: str, sizes: list[int], turns: int, warmup: int) -> dict:
     from bench.history_scaling import worker_database
 
     env, cleanup = worker_database(db, "bench.checkpointer_settings", "checkpointer", "_checkpointer")
     try:
         with tempfile.NamedTemporaryFile("r", suffix=".json") as output:
             command = [
-                sys.executable, "-m", "bench.checkpointer", "--worker", db, "--sizes", ",".join(map(str, sizes)),
+                sys.executable, "-m", "bench.checkpointer", "--worker", db, "--saver", saver, "--sizes", ",".join(map(str, sizes)),
                 "--turns", str(turns), "--warmup", str(warmup), "--json", output.name,
             ]  # fmt: skip
             subprocess.run(command, cwd=ROOT, env=env, check=True, timeout=WORKER_TIMEOUT)
@@ -263,6 +272,24 @@ def _run_database(db: str, sizes: list[int], turns: int, warmup: int) -> dict:
             step()
 
 
+def _run_database(db: str, sizes: list[int], turns: int, warmup: int) -> dict:
+    """Both savers' workers, ``REPEATS`` times each, alternating; per saver and size, the smaller
+    of each timing (bytes written do not vary)."""
+    runs = [_run_worker(db, saver, sizes, turns, warmup) for _ in range(REPEATS) for saver in ("ours", "official")]
+    best: dict[tuple[str, int], dict] = {}
+    for run in runs:
+        for result in run["results"]:
+            key = (result["saver"], result["size"])
+            if key not in best:
+                best[key] = dict(result)
+                continue
+            for name, value in result.items():
+                if name.endswith(("_p50", "_p95", "seed_s")):
+                    best[key][name] = min(best[key][name], value)
+    ordered = [best[(saver, size)] for size in sizes for saver in ("ours", "official")]
+    return {**runs[0], "results": ordered}
+
+
 def render(runs: list[dict], command: str, elapsed: float) -> str:
     label = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
     official = {"sqlite": "SqliteSaver", "postgres": "PostgresSaver"}
@@ -270,6 +297,9 @@ def render(runs: list[dict], command: str, elapsed: float) -> str:
         "# LangGraph checkpointers: DjangoSaver vs. the official savers",
         "",
         __doc__.split("\n\n")[1].replace("\n", " "),
+        "",
+        f"Each saver runs in a process of its own, {REPEATS} times (alternating with the other saver); each figure is the "
+        "smaller of its runs.",
         "",
         "| Database | Saver | N messages | put p50 (ms) | put p95 (ms) | get_tuple p50 (ms) | get_tuple p95 (ms) | get_tuple, new process (ms) | written / turn (KiB) |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -326,11 +356,12 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m bench.checkpointer", description=__doc__.split("\n\n")[0])
     add_thread_options(parser, sizes=SIZES, turns=TURNS, warmup=WARMUP, output=RESULTS)
+    parser.add_argument("--saver", choices=["ours", "official"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.turns < 2:
         parser.error("--turns must be at least 2")
     if args.worker:
-        Path(args.json).write_text(json.dumps(run_worker(args.worker, args.sizes, args.turns, args.warmup)))
+        Path(args.json).write_text(json.dumps(run_worker(args.worker, args.saver, args.sizes, args.turns, args.warmup)))
         return 0
     command = os.environ.get("PYHUB_AI_BENCH_COMMAND") or shlex.join(["python", "-m", "bench.checkpointer", *(argv or [])])
     started = time.perf_counter()
