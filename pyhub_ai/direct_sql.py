@@ -14,7 +14,8 @@ watches Django's cursors, who then sees every statement as before:
 
 * query logging (``DEBUG``, django-debug-toolbar, ``CaptureQueriesContext``, ``assertNumQueries``);
 * ``connection.execute_wrapper`` hooks;
-* a patched ``CursorWrapper.execute`` (APM agents such as Sentry's Django integration).
+* a patched ``CursorWrapper.execute`` (APM agents such as Sentry's Django integration), or a
+  connection whose ``cursor`` method was replaced (django-debug-toolbar's SQL panel).
 
 Only SQLite and PostgreSQL go direct (other backends translate errors in their cursor class).
 ``transaction`` is the SQLite transaction of the checkpoint put, begun and ended with plain
@@ -42,6 +43,7 @@ def watched(connection: Any) -> bool:
     return (
         connection.queries_logged
         or bool(connection.execute_wrappers)
+        or "cursor" in vars(connection)
         or (getattr(execute, "__module__", None), getattr(execute, "__qualname__", None)) != _UNPATCHED_EXECUTE
     )
 

@@ -87,6 +87,23 @@ def test_a_patched_django_cursor_sees_the_statements(monkeypatch):
     assert len(seen) == 1
 
 
+def test_a_connection_whose_cursor_method_was_replaced_sees_the_statements(monkeypatch):
+    # What django-debug-toolbar's SQL panel does to each connection.
+    conversation = Conversation.objects.create()
+    seen = []
+    original = connection.cursor
+
+    def cursor(*args, **kwargs):
+        seen.append("cursor")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(connection, "cursor", cursor)
+
+    statements.conversation(conversation.pk)
+
+    assert seen == ["cursor"]
+
+
 def test_percent_signs_and_placeholders_mean_what_they_mean_in_djangos_cursor():
     ThreadLock.objects.create(key="direct-1", token="a", expires_at=timezone.now())
     ThreadLock.objects.create(key="other", token="b", expires_at=timezone.now())
