@@ -25,9 +25,10 @@ What stays the same as ``ChatOpenAI.astream``, so the stored message and the fra
 * the request: LangChain builds the payload (``_get_request_payload``, with ``stream_options``
   as ``_astream`` sets it; its conversion of a plain-text message is kept between turns,
   ``_message_dicts``), and the model's own ``AsyncOpenAI`` client sends it with
-  ``post()`` — the SDK's documented call for a ready body — so base URL, API key, default
-  headers and query, proxy / custom ``http_async_client``, timeout and retries are the
-  model's; ``extra_body`` is merged as the SDK merges it. When the model has langchain-openai's
+  ``post()`` — the SDK's documented call for a ready body — or, with the default request
+  options, with the ``request()`` that ``post()`` calls, on options made once per client
+  (``_post_stream``), so base URL, API key, default headers and query, proxy / custom
+  ``http_async_client``, timeout and retries are the model's; ``extra_body`` is merged as the SDK merges it. When the model has langchain-openai's
   default HTTP client (no proxy, no custom client), the request goes through a copy of its
   client on ``lean_http.LeanTransport`` (same SSL verification, socket options, timeouts);
 * the events: ``_events()`` does what the SDK's ``AsyncStream`` does for a chat completions
