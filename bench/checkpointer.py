@@ -9,7 +9,7 @@ turns, then K=30 timed ones, with ``durability="sync"``, round-robin over the si
 ``put`` and ``get_tuple`` call the graph makes is timed inside the saver (a turn makes three
 puts and one get_tuple). Bytes written per turn: what the turn added to the saver's tables for
 the thread (checkpoint and metadata JSON, blobs, writes, and for ``DjangoSaver`` the message
-rows' JSON), measured with SQL length functions between turns (not timed). ``DjangoSaver`` keeps
+rows' JSON), measured with SQL length functions before and after the timed turns. ``DjangoSaver`` keeps
 recent message lists in memory; "get_tuple, new process" is its first read of the thread by a
 fresh saver (3 samples).
 
@@ -178,7 +178,8 @@ class BenchThread:
         self.graph = _graph(saver)
         self.thread_id = f"bench-{name}-{size}"
         self.config = {"configurable": {"thread_id": self.thread_id}}
-        self.written: list[int] = []
+        self.stored_before_timed_turns = 0
+        self.written_per_turn = 0.0
         started = time.perf_counter()
         self.graph.update_state(self.config, {"messages": _seed_messages(size)}, as_node="reply")
         self.seed_s = time.perf_counter() - started
@@ -186,20 +187,28 @@ class BenchThread:
     def bytes_stored(self) -> int:
         return _ours_bytes(self.thread_id) if self.name == "ours" else _official_bytes(self.saver, self.db, self.thread_id)
 
-    def turn(self, number: int, measured: bool) -> None:
+    def turn(self, number: int) -> None:
         from langchain_core.messages import HumanMessage
 
-        before = self.bytes_stored() if measured else 0
         self.graph.invoke({"messages": [HumanMessage(content=f"turn {number}: {TEXT}")]}, self.config, durability="sync")
-        if measured:
-            self.written.append(self.bytes_stored() - before)
+
+    def start_timing(self) -> None:
+        """Called before the timed turns: forget the warm-up's timings, note the bytes stored."""
+        self.timings.reset()
+        self.stored_before_timed_turns = self.bytes_stored()
+
+    def stop_timing(self, turns: int) -> None:
+        """Called after the timed turns: the bytes they added, per turn. (Measured once before and
+        once after them, not around each turn: the length queries read the whole thread, and
+        when they ran between the timed turns they slowed the next turn's first read.)"""
+        self.written_per_turn = (self.bytes_stored() - self.stored_before_timed_turns) / turns
 
     def result(self, turns: int) -> dict:
         result = {
             "saver": self.name,
             "size": self.size,
             "seed_s": self.seed_s,
-            "bytes_per_turn": sum(self.written) / len(self.written),
+            "bytes_per_turn": self.written_per_turn,
             **{f"{call}_p{p}": _percentile(samples, p) for call, samples in self.timings.calls.items() for p in (50, 95)},
             "calls_per_turn": {call: len(samples) / turns for call, samples in self.timings.calls.items()},
         }
@@ -235,8 +244,10 @@ def run_worker(db: str, saver_name: str, sizes: list[int], turns: int, warmup: i
         for number in range(warmup + turns):
             for thread in threads:
                 if number == warmup:
-                    thread.timings.reset()
-                thread.turn(number, measured=number >= warmup)
+                    thread.start_timing()
+                thread.turn(number)
+        for thread in threads:
+            thread.stop_timing(turns)
         results = [thread.result(turns) for thread in threads]
     finally:
         close()
