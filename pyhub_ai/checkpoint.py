@@ -358,7 +358,8 @@ class DjangoSaver(BaseCheckpointSaver[str]):
         self, thread: _Thread, row: tuple[Any, ...], runs: dict[str, Any], blobs: list[tuple[str, str, str, bytes]], plans: dict[str, stored_messages.Plan]
     ) -> None:
         """Store the checkpoint ``row`` with its blobs and the new rows of (at most) one list
-        appended to, in one statement (called by ``_put`` where the database can)."""
+        appended to, at once: one statement on PostgreSQL, one transaction on SQLite (called by
+        ``_put`` where the database can)."""
         channel, planned = next(iter(plans.items()), (None, None))
         if planned is None:
             statements.insert_checkpoint_at_once(*row, runs, timezone.now(), blobs=blobs)

@@ -217,8 +217,9 @@ def merged_runs(runs: Sequence[Run]) -> list[Run]:
     the runs a list that appends new rows starts with (``DjangoSaver._put_at_once``), and what
     the admin shows. The new rows' runs follow (``with_new_rows``), not merged with the last
     one, so the statement that inserts them need not know their ids before
-    (``statements.insert_checkpoint_at_once``); the next list stored after this one merges them. Merging never reaches a settled run
-    (``MessageList.settled``: those have another row of the thread after them)."""
+    (``statements.insert_checkpoint_at_once``); the next list stored after this one merges
+    them. Merging never reaches a settled run (``MessageList.settled``: those have another row
+    of the thread after them)."""
     merged: list[Run] = []
     for first, last, count in runs:
         if merged and merged[-1][1] + 1 == first:

@@ -605,11 +605,11 @@ def insert_checkpoint_at_once(
     jsonb functions: PostgreSQL took 0.41 ms to parse, plan and run a statement that merged
     them into the list's last run against 0.31 ms for this one (the plan is not kept: Django
     turns prepared statements off by default), measured 2026-11-30. On SQLite, one
-    transaction (``_insert_checkpoint_with_rows``)."""
+    transaction (``_insert_checkpoint_at_once_sqlite``)."""
     t, b, m = _for_write(Checkpoint), _for_write(CheckpointBlob), _table(ConversationMessage, router.db_for_write(Checkpoint))
     connection = t.connection
     if connection.vendor == "sqlite":
-        return _insert_checkpoint_with_rows(t, (thread_pk, ns, checkpoint_id, parent_id, checkpoint, metadata), message_runs, now, blobs, rows)
+        return _insert_checkpoint_at_once_sqlite(t, (thread_pk, ns, checkpoint_id, parent_id, checkpoint, metadata), message_runs, now, blobs, rows)
     params: list[Any] = []
     if rows:
         for row in rows:
@@ -637,7 +637,7 @@ def insert_checkpoint_at_once(
     return list(ids or [])
 
 
-def _insert_checkpoint_with_rows(
+def _insert_checkpoint_at_once_sqlite(
     t: _Table, row: tuple[Any, ...], message_runs: dict[str, Any], now: datetime, blobs: Sequence[tuple[str, str, str, bytes]], rows: Sequence[ConversationMessage]
 ) -> list[int]:
     """``insert_checkpoint_at_once`` on SQLite, which has no data-modifying ``WITH``: the rows,
