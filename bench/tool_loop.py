@@ -8,14 +8,14 @@ model and the same tool (``get_weather``):
   run by ``GraphMixin`` (pyhub_ai/mixins/graph.py) with the thread's checkpoint.
 
 The model (``CONFIGS``) is either a fake one in-process (``ScriptedToolModel``, streamed through
-LangChain's ``astream`` like tests/conftest.py's ``ToolCallingFakeChatModel``: a chunk per word,
-tool-call chunks, its usage last), with ``PYHUB_AI_STREAM_DELTA_INTERVAL`` as shipped and at 0 (a
-frame per token), or ``ChatOpenAI`` against a local OpenAI-compatible server in its own process
-(``serve_model``, tests/fake_openai.py scripted the same way): the production model path, where
-``AgentMixin`` streams through pyhub_ai's fast OpenAI stream and ``create_agent`` through
-LangChain's. Three scripted turns (``SCENARIOS``; the user message says ``[tools=N]``): a plain
-reply; one tool call, then an answer; three sequential tool calls (one per model step), then an
-answer.
+LangChain's ``astream`` by tests/fake_models.py's ``reply_chunks``, as tests/conftest.py's
+``ToolCallingFakeChatModel`` is: a chunk per word, tool-call chunks, its usage last), with
+``PYHUB_AI_STREAM_DELTA_INTERVAL`` as shipped and at 0 (a frame per token), or ``ChatOpenAI``
+against a local OpenAI-compatible server in its own process (``serve_model``,
+tests/fake_openai.py scripted the same way): the production model path, where ``AgentMixin``
+streams through pyhub_ai's fast OpenAI stream and ``create_agent`` through LangChain's. Three
+scripted turns (``SCENARIOS``; the user message says ``[tools=N]``): a plain reply; one tool
+call, then an answer; three sequential tool calls (one per model step), then an answer.
 
 Each round opens a new conversation on a ``WebsocketCommunicator`` (not timed) and runs
 ``TURNS`` turns of one scenario on it, so both variants see the same thread lengths; variants,
@@ -128,13 +128,14 @@ def run_worker(rounds: int, turns: int, warmup: int, base_url: str) -> dict:
     from django.urls import path
     from langchain.agents import create_agent
     from langchain_core.language_models import BaseChatModel
-    from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
-    from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+    from langchain_core.outputs import ChatGeneration, ChatResult
     from langchain_openai import ChatOpenAI
 
     from pyhub_ai.checkpoint import DjangoSaver
     from pyhub_ai.consumers import AgentChatConsumer
     from pyhub_ai.models import Conversation
+    from tests.fake_models import reply_chunks
 
     call_command("migrate", verbosity=0, interactive=False)
     usage = {"input_tokens": 120, "output_tokens": 14, "total_tokens": 134}
@@ -142,8 +143,9 @@ def run_worker(rounds: int, turns: int, warmup: int, base_url: str) -> dict:
     class ScriptedToolModel(BaseChatModel):
         """Calls ``get_weather`` while the turn (the messages after the last human message) has
         fewer tool results than the human message's ``[tools=N]`` asks, then answers ``ANSWER``;
-        streamed as tests/conftest.py's ``ToolCallingFakeChatModel`` streams (a chunk per word,
-        tool-call chunks, usage last). ``bind_tools`` returns the model itself."""
+        streamed by ``reply_chunks``, as tests/conftest.py's ``ToolCallingFakeChatModel`` is (a
+        chunk per word, tool-call chunks, ``usage`` last). ``bind_tools`` returns the model
+        itself."""
 
         calls: int = 0
 
@@ -170,14 +172,8 @@ def run_worker(rounds: int, turns: int, warmup: int, base_url: str) -> dict:
             return ChatResult(generations=[ChatGeneration(message=self._next(messages))])
 
         async def _astream(self, messages, stop=None, run_manager=None, **kwargs):
-            answer = self._next(messages)
-            if answer.content:
-                for word in answer.content.split(" "):
-                    yield ChatGenerationChunk(message=AIMessageChunk(content=word + " "))
-            for index, call in enumerate(answer.tool_calls):
-                chunk = {"name": call["name"], "args": json.dumps(call["args"]), "id": call["id"], "index": index}
-                yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[chunk]))
-            yield ChatGenerationChunk(message=AIMessageChunk(content="", usage_metadata=usage))
+            for chunk in reply_chunks(self._next(messages), usage):
+                yield chunk
 
     models = {
         "fake": ScriptedToolModel(),

@@ -8,6 +8,8 @@ import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
+from .fake_models import reply_chunks
+
 # Live-server tests start daphne in a child process; forked children hang on database calls.
 multiprocessing.set_start_method("spawn", force=True)
 
@@ -110,8 +112,9 @@ class HangingFakeChatModel(RecordingFakeChatModel):
 
 
 class ToolCallingFakeChatModel(RecordingFakeChatModel):
-    """Answers ``messages`` in order; an AIMessage with ``tool_calls`` is streamed as tool-call
-    chunks. ``bind_tools`` records the tools (``bound_tools``) and returns the model itself."""
+    """Answers ``messages`` in order, streamed by ``tests.fake_models.reply_chunks``: an
+    AIMessage with ``tool_calls`` as tool-call chunks, its usage last. ``bind_tools`` records the
+    tools (``bound_tools``) and returns the model itself."""
 
     bound_tools: list = []
 
@@ -120,21 +123,8 @@ class ToolCallingFakeChatModel(RecordingFakeChatModel):
         return self
 
     def _stream(self, messages, stop=None, run_manager=None, **kwargs):
-        import json
-
-        from langchain_core.messages import AIMessageChunk
-        from langchain_core.outputs import ChatGenerationChunk
-
         self.calls.append(list(messages))
-        answer = next(self.messages)
-        if answer.content:
-            for word in answer.content.split(" "):
-                yield ChatGenerationChunk(message=AIMessageChunk(content=word + " "))
-        for index, call in enumerate(answer.tool_calls):
-            chunk = {"name": call["name"], "args": json.dumps(call["args"]), "id": call["id"], "index": index}
-            yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[chunk]))
-        usage = answer.usage_metadata or {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}
-        yield ChatGenerationChunk(message=AIMessageChunk(content="", usage_metadata=usage))
+        yield from reply_chunks(next(self.messages))
 
 
 def tool_calls_then(*steps) -> ToolCallingFakeChatModel:
