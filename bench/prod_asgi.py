@@ -18,6 +18,7 @@ benchmark's OpenAI-compatible server, bench/model_server.py). Websocket routes, 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 from collections.abc import AsyncIterator
@@ -158,3 +159,8 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# As a deployment's ASGI module does (mysite/asgi.py, docs/deployment.md): the objects loaded so
+# far leave the garbage collector's full collections, for every consumer served here alike.
+gc.collect()
+gc.freeze()

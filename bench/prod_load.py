@@ -5,7 +5,9 @@ A local OpenAI-compatible server (bench/model_server.py, its own process) stream
 as server-sent events, one per token, ``PACE`` seconds apart; daphne serves
 bench/prod_asgi.py: the app's consumer configured as a user configures it (``OPENAI_BASE_URL``
 and a key), and three bare-consumer baselines asking the same server for the same prompt
-(a minimal asyncio HTTP client, the openai SDK, ``ChatOpenAI.astream``). The app runs twice:
+(a minimal asyncio HTTP client, the openai SDK, ``ChatOpenAI.astream``); like a deployment's
+ASGI module (docs/deployment.md), bench/prod_asgi.py freezes the objects loaded at start-up out
+of the garbage collector's full collections. The app runs twice:
 ``fast`` (the default, ``PYHUB_AI_LLM_FAST_STREAM`` on) and ``standard`` (off: ``astream``,
 the path before this change), each on its own daphne process in the same run.
 
