@@ -642,37 +642,12 @@ def _insert_checkpoint_at_once_sqlite(
 ) -> list[int]:
     """``insert_checkpoint_at_once`` on SQLite, which has no data-modifying ``WITH``: the rows,
     the blobs and the checkpoint in one transaction (``direct_sql.transaction``)."""
-    m, b = _table(ConversationMessage, t.alias), _table(CheckpointBlob, t.alias)
-    connection = t.connection
-    fields = _insert_fields(m)
-    row_params = [field.get_db_prep_save(field.pre_save(message, True), connection) for message in rows for field in fields]
-    blob_params = [
-        value
-        for channel, version, type_, blob in blobs
-        for value in (row[0], row[1], channel, version, type_, b.fields["blob"].get_db_prep_save(blob, connection))
-    ]
-    checkpoint_params = [
-        *row[:4],
-        t.fields["checkpoint"].get_db_prep_save(row[4], connection),
-        t.fields["metadata"].get_db_prep_save(row[5], connection),
-    ]
-    created_at = t.fields["created_at"].get_db_prep_save(now, connection)
-    ids: list[int] = []
-    with direct_sql.transaction(connection):
-        if len(rows) == 1:
-            with direct_sql.execute(connection, _insert_messages_sql(m, 1, False, returning=False), row_params) as cursor:
-                ids = [cursor.lastrowid]
-        elif rows:
-            ids = [pk for (pk,) in m.select(_insert_messages_sql(m, len(rows), False), row_params)]
-        if blobs:
-            b.update(_insert_blobs_sql(b, len(blobs)), blob_params)
-        runs = json.dumps(message_runs, separators=(",", ":"))
-        if rows:
-            runs = runs.replace(json.dumps(NEW_ROWS), json.dumps(new_rows_runs(ids), separators=(",", ":"))[1:-1], 1)
-        t.update(_insert_checkpoint_sql(t), [*checkpoint_params, runs, created_at])
-    for message, pk in zip(rows, ids):
-        message.pk = pk
-        message._state.adding, message._state.db = False, t.alias
+    with direct_sql.transaction(t.connection):
+        ids = insert_messages(rows, using=t.alias) or []
+        insert_blobs(row[0], row[1], blobs)
+        new_runs = [list(run) for run in new_rows_runs(ids)]
+        message_runs = {channel: [run for item in runs for run in (new_runs if item == NEW_ROWS else [item])] for channel, runs in message_runs.items()}
+        insert_checkpoint(*row, message_runs, now)
     return ids
 
 
