@@ -237,8 +237,7 @@ def run_worker(db: str, saver_name: str, sizes: list[int], turns: int, warmup: i
     from pyhub_ai.checkpoint import DjangoSaver
 
     call_command("migrate", verbosity=0, interactive=False)
-    official, close = _official_savers(db)
-    make_saver = DjangoSaver if saver_name == "ours" else official
+    make_saver, close = (DjangoSaver, lambda: None) if saver_name == "ours" else _official_savers(db)
     try:
         threads = [BenchThread(saver_name, make_saver(), db, size) for size in sizes]
         for number in range(warmup + turns):
