@@ -28,9 +28,11 @@ What stays the same as ``ChatOpenAI.astream``, so the stored message and the fra
   ``post()`` — the SDK's documented call for a ready body — or, with the default request
   options, with the ``request()`` that ``post()`` calls, on options made once per client
   (``_post_stream``), so base URL, API key, default headers and query, proxy / custom
-  ``http_async_client``, timeout and retries are the model's; ``extra_body`` is merged as the SDK merges it. When the model has langchain-openai's
-  default HTTP client (no proxy, no custom client), the request goes through a copy of its
-  client on ``lean_http.LeanTransport`` (same SSL verification, socket options, timeouts);
+  ``http_async_client``, timeout and retries are the model's; ``extra_body`` is merged as the
+  SDK merges it. When the model has langchain-openai's default HTTP client (no proxy, no custom
+  client), the request goes through a copy of its client on ``lean_http.LeanTransport`` (same
+  SSL verification, socket options, timeouts), and ``openai_direct`` sends it to that transport
+  itself: the SDK's request, built once per client, with the SDK's retries and errors;
 * the events: ``_events()`` does what the SDK's ``AsyncStream`` does for a chat completions
   stream (``cast_to=object``: plain dicts), so ``[DONE]``, error events (``APIError``) and
   transport errors mid-stream (``APIConnectionError``/``APITimeoutError``) are raised as
@@ -89,6 +91,7 @@ try:  # langchain-openai is a dependency, but its private helpers may move: then
     from openai._httpx2 import request_exceptions, timeout_exceptions
 
     from .lean_http import body_chunks, lean_client_for
+    from .openai_direct import direct_sender, prepare_platform
 
     #: What ``post()`` returns for a stream of plain dicts (``cast_to=object``).
     _STREAM_CLS = AsyncStream[object]
@@ -221,9 +224,9 @@ class OpenAIReplyStream:
         """The text of every event as it arrives (``""`` for events without text)."""
         parts = self._parts
         try:
-            stream = await _post_stream(lean_client_for(self.llm.root_async_client), self.body, self.options)
-            async with stream:
-                async for event in _events(stream.response):
+            response = await _open_response(lean_client_for(self.llm.root_async_client), self.body, self.options)
+            try:
+                async for event in _events(response):
                     text = _plain_text(event) if parts else None
                     if text is not None:
                         run = parts[-1]
@@ -238,6 +241,8 @@ class OpenAIReplyStream:
                         self._default_class = chunk.message.__class__
                         parts.append(chunk)
                         yield chunk.text
+            finally:
+                await response.aclose()
         except openai.BadRequestError as exc:
             _handle_openai_bad_request(exc)
         except openai.APIError as exc:
@@ -271,6 +276,16 @@ class OpenAIReplyStream:
 #: Per client: its ``base_url`` when the entry was made, and the request options ``post()``
 #: would build on it for a body sent with only the default options.
 _POST_TEMPLATES: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()
+
+
+async def _open_response(client: Any, body: dict[str, Any], options: dict[str, Any]) -> Any:
+    """The streaming ``httpx2.Response`` to ``body``: sent by ``openai_direct`` when it may
+    send it, else by the SDK (``_post_stream``), whose stream closes by closing the response."""
+    await prepare_platform(client)
+    sender = direct_sender(client, options)
+    if sender is not None:
+        return await sender.send(body)
+    return (await _post_stream(client, body, options)).response
 
 
 def _post_stream(client: Any, body: dict[str, Any], options: dict[str, Any]) -> Any:

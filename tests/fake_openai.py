@@ -57,6 +57,8 @@ class RecordedRequest:
 class Failure:
     status: int
     message: str
+    times: int | None = None  # then the server answers again (None: until ``succeed()``)
+    retry: bool = False  # whether the OpenAI client may retry it (``x-should-retry``)
 
 
 @dataclass
@@ -96,6 +98,7 @@ class FakeOpenAI:
     keep_alive: bool = False
     ssl_context: ssl.SSLContext | None = None
     connections: int = 0
+    set_cookie: str = ""  # a ``Set-Cookie`` header on every streamed reply
 
     # -- control, from the test's thread ----------------------------------------------------
 
@@ -107,8 +110,10 @@ class FakeOpenAI:
         """The next completions answer ``replies``, in order; then ``reply`` again."""
         self.replies.extend(replies)
 
-    def fail_with(self, status: int, message: str) -> None:
-        self.failure = Failure(status, message)
+    def fail_with(self, status: int, message: str, *, times: int | None = None, retry: bool = False) -> None:
+        """Fail the next ``times`` requests (all of them: ``None``); with ``retry`` the failures
+        let the OpenAI client retry them (after 1 ms: ``retry-after-ms``)."""
+        self.failure = Failure(status, message, times, retry)
 
     def succeed(self) -> None:
         self.failure = None
@@ -208,7 +213,13 @@ class FakeOpenAI:
         if self.failure is not None:
             message = self.failure.message.format(authorization=request.headers.get("authorization", ""))
             body = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
-            await self._send_json(writer, self.failure.status, body, {"x-should-retry": "false"})
+            headers = {"x-should-retry": "true", "retry-after-ms": "1"} if self.failure.retry else {"x-should-retry": "false"}
+            status = self.failure.status
+            if self.failure.times is not None:
+                self.failure.times -= 1
+                if not self.failure.times:
+                    self.failure = None
+            await self._send_json(writer, status, body, headers)
             return True
         body = request.body if isinstance(request.body, dict) else {}
         reply = self.replies.popleft() if self.replies else self.reply
@@ -240,6 +251,8 @@ class FakeOpenAI:
             framing = b"Transfer-Encoding: chunked\r\n"
         else:  # a dropped stream ends before the length it announced: the client sees a broken body
             framing = b"Connection: close\r\n" + (b"Content-Length: 1000000\r\n" if script.drop_after is not None else b"")
+        if self.set_cookie:
+            framing += b"Set-Cookie: " + self.set_cookie.encode() + b"\r\n"
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n" + framing + b"\r\n")
 
         def send(data: bytes) -> None:

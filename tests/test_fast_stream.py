@@ -152,12 +152,14 @@ def comparable(value: Any, seen: dict | None = None) -> Any:
     return value
 
 
-async def both_paths(settings, server: FakeOpenAI, route: str, user, *replies) -> tuple[dict, dict]:
-    """The same turn (the server answering ``replies``) with the fast path, then without;
-    each result also holds the requests the server received."""
+async def both_paths(settings, server: FakeOpenAI, route: str, user, *replies, before_each=None) -> tuple[dict, dict]:
+    """The same turn (the server answering ``replies``; ``before_each()`` called first) with the
+    fast path, then without; each result also holds the requests the server received."""
     results = []
     for fast in (True, False):
         settings.PYHUB_AI_LLM_FAST_STREAM = fast
+        if before_each is not None:
+            before_each()
         server.answer_with(*replies)
         before = len(server.requests)
         result = await run_turn(route, user)
@@ -226,6 +228,33 @@ async def test_a_server_error_before_the_stream_sends_the_same_error(settings, s
     assert streams[0] == "OpenAIReplyStream"
     assert fast == standard
     assert fast["frames"][-1]["code"] == "llm_error"
+
+
+async def test_a_server_error_that_is_retried_is_retried_the_same(settings, server, streams, user_a):
+    """Two 503 answers that the client may retry, then the reply: both paths send the same three
+    requests (``x-stainless-retry-count`` 0, 1, 2) and answer the same."""
+    fail_twice = lambda: server.fail_with(503, "Overloaded.", times=2, retry=True)  # noqa: E731
+    fast, standard = await both_paths(settings, server, "plain", user_a, before_each=fail_twice)
+    assert streams[0] == "OpenAIReplyStream"
+    assert fast == standard
+    assert [headers["x-stainless-retry-count"] for _, _, headers, _ in fast["requests"]] == ["0", "1", "2"]
+    assert fast["frames"][-1]["type"] == "stream_end"
+
+
+async def test_cookies_the_server_sets_are_sent_back_the_same(settings, server, streams, user_a):
+    """A cookie set by the model server (as api.openai.com's load balancer does) goes back with
+    the client's next request, on the fast path as on the standard one."""
+    server.set_cookie = "__lb=node-7; Path=/"
+    results = []
+    for fast in (True, False):
+        settings.PYHUB_AI_LLM_FAST_STREAM = fast
+        _openai_model.cache_clear()  # a new client: an empty cookie jar
+        before = len(server.requests)
+        for _ in range(2):
+            await run_turn("plain", user_a)
+        results.append([request.headers.get("cookie") for request in server.requests[before:]])
+    assert results[0] == results[1] == [None, "__lb=node-7"]
+    assert streams == ["OpenAIReplyStream"] * 2 + ["ReplyStream"] * 2
 
 
 async def test_a_stalled_stream_times_out_the_same(settings, server, streams, user_a):
