@@ -147,7 +147,10 @@ def openai_reply_stream(llm: Any, prompt: list[BaseMessage]) -> OpenAIReplyStrea
     stream_usage = llm._should_stream_usage(stream_usage, **kwargs)
     if stream_usage:
         kwargs["stream_options"] = {"include_usage": stream_usage}
-    payload = _request_payload(llm, _normalize_messages(list(prompt)), stop, kwargs)
+    messages = list(prompt)
+    if any(type(message.content) is not str for message in messages):  # text needs no normalizing
+        messages = _normalize_messages(messages)
+    payload = _request_payload(llm, messages, stop, kwargs)
     if "response_format" in payload or llm._use_responses_api(payload):
         return None
     return OpenAIReplyStream(llm, payload)
