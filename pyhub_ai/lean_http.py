@@ -68,13 +68,16 @@ def body_chunks(response: httpx2.Response) -> AsyncIterator[bytes]:
     """The bytes of ``response``'s body as they arrive: what ``response.aiter_bytes()`` yields.
 
     Called by ``openai_stream._events`` for every streamed reply. A body that
-    ``LeanTransport`` reads and that is not compressed is iterated as it is: httpx2's
+    ``LeanTransport`` reads (as the response's stream when ``openai_direct`` sent the request,
+    else inside httpx2's) and that is not compressed is iterated as it is: httpx2's
     ``aiter_bytes`` puts three more async generators (``aiter_raw``, ``BoundAsyncStream``, a
     decoder and a chunker that pass the bytes through) around every read, about 0.1 ms of the
     event loop per 10-event reply (bench micro-measurement, 2026-11-30). The response is marked
     consumed, as ``aiter_raw`` marks it; closing it (the SDK's stream does) releases the
     connection as before. Any other body goes through ``aiter_bytes``."""
-    body = getattr(response.stream, "_stream", None)  # httpx2.BoundAsyncStream around the transport's stream
+    body = response.stream  # the transport's (openai_direct), or httpx2's BoundAsyncStream around it
+    if type(body) is not _Body:
+        body = getattr(body, "_stream", None)
     if type(body) is not _Body or response.is_stream_consumed or response.is_closed or "content-encoding" in response.headers:
         return response.aiter_bytes()
     response.is_stream_consumed = True
