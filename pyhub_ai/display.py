@@ -29,9 +29,11 @@ def message_text(message: BaseMessage) -> str:
     return "\n".join(parts)
 
 
-def message_object(row: ConversationMessage, versions: list[int] | None = None) -> dict[str, Any]:
+def message_object(row: ConversationMessage, versions: list[int] | None = None, *, message: BaseMessage | None = None) -> dict[str, Any]:
     """The protocol's message object for a stored row (an unreadable row shows as a notice);
-    ``versions``: the ids of the row's versions (``DjangoChatMessageHistory.get_versions``)."""
+    ``versions``: the ids of the row's versions (``DjangoChatMessageHistory.get_versions``);
+    ``message``: the row's message when the caller holds it already (what the row stores), so
+    it is not decoded again (the chat consumer's frames of a turn)."""
     data: dict[str, Any] = {
         "id": row.pk,
         "role": row.role,
@@ -41,11 +43,12 @@ def message_object(row: ConversationMessage, versions: list[int] | None = None) 
     }
     if versions and len(versions) > 1:
         data["versions"] = versions
-    try:
-        message = row.message
-    except codec.CodecError:
-        data["text"] = "[unreadable message]"
-        return data
+    if message is None:
+        try:
+            message = row.message
+        except codec.CodecError:
+            data["text"] = "[unreadable message]"
+            return data
     data["text"] = message_text(message)
     files = message_attachments(message)
     if files:

@@ -56,8 +56,9 @@ class DuplicateMessage(Exception):
 class Turn:
     """One user turn while it runs: the stored human message, the AI placeholder, the
     thread's messages before the turn (the prompt's history), the thread lock's lease
-    the turn holds (released when the reply is stored), and the model call running now
-    (``call``, set by the consumer; stored in the usage ledger with the call's reply)."""
+    the turn holds (released when the reply is stored), the model call running now
+    (``call``, set by the consumer; stored in the usage ledger with the call's reply), and the
+    reply message once the consumer has stored it in ``ai`` (``reply``)."""
 
     turn_id: uuid.UUID
     human: ConversationMessage
@@ -65,6 +66,7 @@ class Turn:
     previous_messages: list[BaseMessage] = field(default_factory=list)
     lease: locks.Lease | None = None
     call: ledger.ModelCall | None = None
+    reply: BaseMessage | None = None
 
 
 class DjangoChatMessageHistory(BaseChatMessageHistory):

@@ -320,7 +320,7 @@ class ChatMixin:
             self._turn_versions = {message["id"]: message["versions"] for message in page["messages"] if "versions" in message}
             await self.send_turn_frame("history", reset=True, **page)
         elif visible:
-            await self.send_turn_frame("message", message=message_object(turn.human))
+            await self.send_turn_frame("message", message=message_object(turn.human, message=human_message))
         await self.send_turn_frame("stream_start", turn_id=str(turn.turn_id), message_id=turn.ai.pk)
 
         self._streaming = True
@@ -370,14 +370,15 @@ class ChatMixin:
         with ``approval_request`` instead."""
         await self.end_reply("stream_end", turn_id=str(turn.turn_id), message=self.reply_object(turn))
         try:
-            await self.on_conversation_complete(human_message, turn.ai.message, self.get_tools_output_list())
+            ai_message = turn.reply if turn.reply is not None else turn.ai.message
+            await self.on_conversation_complete(human_message, ai_message, self.get_tools_output_list())
         except Exception:
             logger.exception("on_conversation_complete() failed for turn %s.", turn.turn_id)
 
     def reply_object(self, turn: Turn) -> dict[str, Any]:
         """The message object of the turn's reply for ``stream_end``, with its ``versions``
         when the turn regenerated it."""
-        return message_object(turn.ai, (self._turn_versions or {}).get(turn.ai.pk))
+        return message_object(turn.ai, (self._turn_versions or {}).get(turn.ai.pk), message=turn.reply)
 
     async def produce_reply(self, history: DjangoChatMessageHistory, turn: Turn, prompt: list[BaseMessage]) -> AIMessageChunk | None:
         """The reply to ``prompt``: one streamed answer of ``get_llm()``. ``AgentMixin``
@@ -451,6 +452,7 @@ class ChatMixin:
             if status != Status.INTERRUPTED:
                 await self.fail_reply("storage_error", gettext("The reply could not be saved."), turn_id=turn.turn_id, detail=str(exc))
             return False
+        turn.reply = ai_message  # what turn.ai stores now: its frames need not decode it again
         return True
 
     def annotate_reply(self, ai_message: AIMessage) -> None:
