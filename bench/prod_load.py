@@ -1,6 +1,8 @@
 """Benchmark: the production model path — websocket turns answered by ``ChatOpenAI`` over HTTP.
 
-``python -m bench.prod_load`` (part of ``make bench``; ``--quick`` for one configuration).
+``python -m bench.prod_load`` (part of ``make bench``; ``--quick`` for one configuration;
+``--ab`` to compare a change: only the floor and the app, alternating, about 30 s, nothing
+written to bench/results).
 A local OpenAI-compatible server (bench/model_server.py, its own process) streams every reply
 as server-sent events, one per token, ``PACE`` seconds apart; daphne serves
 bench/prod_asgi.py: the app's consumer configured as a user configures it (``OPENAI_BASE_URL``
@@ -40,6 +42,8 @@ from bench import ws_load
 PACE = 0.005  # seconds between two tokens of the model server (200 tokens/s per stream)
 CONSUMERS = ("http", "sdk", "langchain", "standard", "fast")  # baselines, then the app before/after
 APP_CONSUMERS = ("standard", "fast")
+#: Runs of the floor and of the app each with ``--ab`` (one configuration, nothing else).
+AB_REPEATS = 3
 #: Runs of the floor and of the app (after) per configuration, one after the other (floor,
 #: after, floor, after): each configuration reports the smaller CPU per reply of each. The
 #: machine's other work only adds CPU (caches, frequency), so the smaller run is the better
@@ -53,6 +57,16 @@ SCALE_WINDOW = 50
 PROFILE_SECONDS = 8
 PRODUCTION_RESULTS = ws_load.RESULTS_DIR / "production.md"
 PRODUCTION_PROFILE = ws_load.RESULTS_DIR / "profile-production.md"
+
+
+def ab_plan(tokens: int, window: int) -> dict[str, list[dict]]:
+    """``--ab``: the floor and the app's fast path, alternating, ``AB_REPEATS`` times each, on
+    SQLite (the report's headline takes each one's smallest run, as for ``make bench``)."""
+    return {"sqlite": [
+        {"name": f"{consumer}-{tokens}t-w{window}-{repeat + 1}", "consumer": consumer, "tokens": tokens, "window": window,
+         "n": N, "processes": 1, "phase": QUICK_PHASE}
+        for repeat in range(AB_REPEATS) for consumer in ("http", "fast")
+    ]}  # fmt: skip
 
 
 def plan(scenarios: list[str], quick: bool, profile: bool, quick_tokens: int = 200) -> dict[str, list[dict]]:
@@ -221,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.prod_load", description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenarios", default="sqlite,postgres", help="sqlite (the comparison), postgres (scale-out); default: both")
     parser.add_argument("--quick", action="store_true", help="one configuration (200 tokens, window 50), shorter runs")
-    parser.add_argument("--tokens", type=int, default=200, help="with --quick: tokens per reply (default 200)")
+    parser.add_argument("--tokens", type=int, default=200, help="with --quick or --ab: tokens per reply (default 200)")
+    parser.add_argument("--ab", action="store_true", help="only the floor and the app, alternating, 3 runs each; prints, writes nothing")
+    parser.add_argument("--window", type=int, default=50, help="with --ab: stored messages in the prompt (default 50)")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy run")
     parser.add_argument("--budget", type=float, default=600, help="seconds for all runs; runs that do not fit are skipped (default 600)")
     parser.add_argument("--worker", choices=["sqlite", "postgres"], help=argparse.SUPPRESS)
@@ -241,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     command = os.environ.get("PYHUB_AI_BENCH_COMMAND") or "python -m bench.prod_load " + " ".join(argv if argv is not None else sys.argv[1:])
     ws_load.raise_nofile_limit()
     deadline, started, groups = time.time() + args.budget, time.perf_counter(), []
-    for group, runs in plan(scenarios, args.quick, not args.no_profile, args.tokens).items():
+    planned = ab_plan(args.tokens, args.window) if args.ab else plan(scenarios, args.quick, not args.no_profile, args.tokens)
+    for group, runs in planned.items():
         print(f"==> production path, {group}: {len(runs)} runs", flush=True)
         try:
             groups.append(ws_load._run_group(group, runs, deadline, module="bench.prod_load", settings="bench.prod_settings"))
@@ -250,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
             groups.append({"group": group, "vendor": group, "runs": [{**r, "failed": f"worker: {exc!r}"[:300]} for r in runs]})
     report = render(groups, command, time.perf_counter() - started, PACE)
     print("\n" + report)
+    if args.ab:
+        return 0
     PRODUCTION_RESULTS.write_text(report)
     print(f"Wrote {PRODUCTION_RESULTS}")
     for run in (r for g in groups for r in g["runs"] if r.get("profile")):
