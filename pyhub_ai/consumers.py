@@ -32,6 +32,9 @@ CONNECTION_CHECK_INTERVAL = 1.0
 
 _connections_checked_at = float("-inf")
 
+#: The ``start_turn`` methods that take ``check_conversation`` (a subclass's own may not).
+_STARTS_CHECKING_CONVERSATION = frozenset({ChatMixin.start_turn, GraphMixin.start_turn})
+
 
 async def check_database_connections() -> None:
     """Close the database thread's connections that are too old (``CONN_MAX_AGE``) or broken,
@@ -106,14 +109,18 @@ class BaseAgentChatConsumer(
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         """Check the frame rate and access again, then decode a text frame as JSON; answer
-        binary, oversized or non-JSON frames with an error frame."""
+        binary, oversized or non-JSON frames with an error frame.
+
+        Access is checked as ``check_access()`` checks it, before anything else of the frame
+        is answered. Its last part, the conversation, is checked in ``receive_json`` (for a
+        ``user_message`` that starts a turn, in the turn's first database call)."""
         if self.conversation is None or self.closing:
             return
         if self.is_flooding(asyncio.get_running_loop().time()):
             await self.send_error("too_many_frames", gettext("Too many messages. Please reconnect."), detail="frame flood")
             await self.refuse(CLOSE_TOO_MANY_FRAMES)
             return
-        refusal = await self.check_access()
+        refusal = await self.check_access(conversation=False)
         if refusal is not None:
             await self.refuse(refusal)
             return
@@ -127,15 +134,39 @@ class BaseAgentChatConsumer(
             except (ValueError, RecursionError) as exc:
                 raise FrameError("invalid_frame", gettext("Messages must be JSON objects."), f"not JSON: {exc!r:.200}") from exc
         except FrameError as error:
-            await self.send_error(error.code, error.message, detail=error.detail)
+            if not await self.refused_conversation():
+                await self.send_error(error.code, error.message, detail=error.detail)
             return
         await self.receive_json(content)
+
+    async def refused_conversation(self) -> bool:
+        """Check the conversation (``check_conversation_access()``); close the socket and say
+        ``True`` when the visitor may no longer use it."""
+        refusal = await self.check_conversation_access()
+        if refusal is not None:
+            await self.refuse(refusal)
+            return True
+        return False
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         try:
             frame = self.parse_client_frame(content)
+        except FrameError as error:
+            if not await self.refused_conversation():
+                await self.send_error(error.code, error.message, detail=error.detail)
+            return
+        # A user_message that starts a turn of the model (a graph reads its pending approval
+        # first) has its conversation checked in the turn's first database call
+        # (ConversationMixin.can_check_conversation_in_turn); every other frame now.
+        in_turn = (
+            frame.type == "user_message" and not self.is_turn_running() and self.get_graph() is None
+            and type(self).start_turn in _STARTS_CHECKING_CONVERSATION and self.can_check_conversation_in_turn()
+        )  # fmt: skip
+        if not in_turn and await self.refused_conversation():
+            return
+        try:
             if frame.type == "user_message":
-                await self.start_turn(frame.text, frame.idempotency_key, frame.attachments)
+                await self.start_turn(frame.text, frame.idempotency_key, frame.attachments, check_conversation=in_turn)
             elif frame.type == "load_history":
                 await self.send_history_page(before=frame.before)
             elif frame.type == "stop":

@@ -3,7 +3,9 @@
 A consumer lists them in ``permission_classes``. At connect, and again for every frame the
 client sends (after ``ConversationMixin.has_current_session()``), ``has_permission()``
 decides whether the visitor may use the consumer at all and ``has_conversation_permission()``
-whether they may read and write this conversation (fetched afresh for each frame). All must allow; the first refusal closes the socket with 4401
+whether they may read and write this conversation (fetched afresh for each frame; for a
+message that starts a turn, in the turn's first database call, where these classes' checks run
+as they are: none of them waits for anything). All must allow; the first refusal closes the socket with 4401
 (anonymous visitor) or 4403 (the same code for "not yours" and "no such conversation").
 """
 from __future__ import annotations

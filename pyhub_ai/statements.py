@@ -110,7 +110,8 @@ def conversation(pk: Any) -> Conversation | None:
     """The conversation ``pk`` as ``Conversation.objects.get(pk=pk)`` reads it, or ``None``;
     ``ValueError`` for a ``pk`` that is no id. Without building a query: 0.15 ms of the
     database thread's time with the ORM, 0.02 ms here (SQLite, measured 2026-11-29); the chat
-    consumer reads it for every client frame (``ConversationMixin.aget_conversation``)."""
+    consumer reads it for every client frame (``ConversationMixin.aget_conversation``, or
+    ``conversation_refusal`` in the call that starts a turn)."""
     t = _for_read(Conversation)
     sql, names, converters = _row_reader(t, Conversation)
     value = t.prep("id", pk)

@@ -76,6 +76,92 @@ async def test_a_conversation_given_to_someone_else_is_closed_on_the_next_frame(
     assert await ConversationMessage.objects.acount() == 0
 
 
+LOST_ACCESS_FRAMES = {
+    "a message (checked in the turn's first database call)": {"type": "user_message", "text": "still mine?"},
+    "a history request": {"type": "load_history", "before": 10},
+    "a frame of no known type": {"type": "dance"},
+    "an empty message (an error frame, were access not lost)": {"type": "user_message", "text": ""},
+}
+
+
+@pytest.mark.parametrize("frame", LOST_ACCESS_FRAMES.values(), ids=LOST_ACCESS_FRAMES.keys())
+@pytest.mark.parametrize("loss", ["given away", "deleted"])
+async def test_a_lost_conversation_closes_the_socket_at_any_next_frame_before_it_is_answered(user_a, user_b, use_model, frame, loss):
+    use_model(fake_model("never"))
+    conversation = await Conversation.objects.acreate(user=user_a)
+    communicator = await connect(conversation.pk, user_a, route="plain")
+    await receive_until(communicator, "history")
+    if loss == "deleted":
+        await Conversation.objects.filter(pk=conversation.pk).adelete()
+    else:
+        await Conversation.objects.filter(pk=conversation.pk).aupdate(user=user_b)
+
+    await communicator.send_json_to(frame)
+
+    assert await next_close(communicator) == 4403  # no error frame, no history, no turn first
+    assert await ConversationMessage.objects.acount() == 0
+
+
+async def test_text_that_is_not_json_from_a_lost_conversation_closes_the_socket(user_a, user_b, use_model):
+    use_model(fake_model("never"))
+    conversation = await Conversation.objects.acreate(user=user_a)
+    communicator = await connect(conversation.pk, user_a, route="plain")
+    await receive_until(communicator, "history")
+    await Conversation.objects.filter(pk=conversation.pk).aupdate(user=user_b)
+
+    await communicator.send_to(text_data="{not json")
+
+    assert await next_close(communicator) == 4403
+
+
+class OwnConversationCheckConsumer(AgentChatConsumer):
+    """Overrides ``can_access_conversation``: its own check runs for every frame, as before."""
+
+    llm_model = "openai:gpt-4o-mini"
+    checked = 0
+
+    async def can_access_conversation(self, conversation):
+        type(self).checked += 1
+        return await super().can_access_conversation(conversation)
+
+
+class TitleIsOpen(BasePermission):
+    async def has_conversation_permission(self, consumer, conversation):
+        return conversation.title == "open"
+
+
+class OwnPolicyConsumer(AgentChatConsumer):
+    llm_model = "openai:gpt-4o-mini"
+    permission_classes = [AllowAny, TitleIsOpen]
+
+
+async def test_the_conversation_check_moves_into_the_turn_only_for_the_librarys_own_hooks(user_a, use_model):
+    from .routing import PlainChatConsumer
+    from .seed004 import LanguageTutorChatConsumer
+
+    use_model(fake_model("hello"))
+    scope = {"type": "websocket", "user": user_a, "url_route": {"kwargs": {"conversation_pk": 1}}}
+    assert PlainChatConsumer(scope=scope).can_check_conversation_in_turn()
+    assert LanguageTutorChatConsumer(scope=scope).can_check_conversation_in_turn()  # seed 004's can_accept does not matter
+    assert StaffChatConsumer(scope=scope).can_check_conversation_in_turn()  # its own has_permission runs in can_accept
+    assert not OwnConversationCheckConsumer(scope=scope).can_check_conversation_in_turn()
+    assert not OwnPolicyConsumer(scope=scope).can_check_conversation_in_turn()
+
+    own = __import__("channels.routing", fromlist=["URLRouter"]).URLRouter(
+        [path("ws/own/<int:conversation_pk>/", OwnConversationCheckConsumer.as_asgi())]
+    )
+    conversation = await Conversation.objects.acreate(user=user_a)
+    communicator = WebsocketCommunicator(own, f"/ws/own/{conversation.pk}/")
+    communicator.scope["user"] = user_a
+    await communicator.connect()
+    await receive_until(communicator, "history")
+    before = OwnConversationCheckConsumer.checked
+    await communicator.send_json_to({"type": "user_message", "text": "hi"})
+    await receive_until(communicator, "stream_end")
+    assert OwnConversationCheckConsumer.checked == before + 1
+    await communicator.disconnect()
+
+
 async def signed_in_session(user) -> SessionStore:
     session = SessionStore()
     session[SESSION_KEY] = str(user.pk)

@@ -34,6 +34,14 @@ TIMEZONE_COOKIE = "pyhub_ai_timezone"
 Status = ConversationMessage.Status
 
 
+class ConversationRefused(Exception):
+    """The visitor may no longer use the conversation (``run_turn`` with ``check_conversation``)."""
+
+    def __init__(self, close_code: int) -> None:
+        super().__init__(close_code)
+        self.close_code = close_code
+
+
 def format_exception(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc))
 
@@ -102,10 +110,16 @@ class ChatMixin:
         """Whether the client is still waiting for the current reply."""
         return self._reply_open
 
-    async def start_turn(self, text: str, idempotency_key: str = "", attachment_ids: tuple[int, ...] = ()) -> None:
+    async def start_turn(
+        self, text: str, idempotency_key: str = "", attachment_ids: tuple[int, ...] = (), *, check_conversation: bool = False
+    ) -> None:
+        """Answer a ``user_message``; with ``check_conversation`` the turn's first database call
+        checks the conversation first (``run_turn``)."""
         if self.is_turn_running():
             raise FrameError("turn_in_progress", gettext("Please wait until the current reply is finished."))
-        turn = self.run_turn(HumanMessage(content=text), idempotency_key=idempotency_key, attachment_ids=attachment_ids)
+        turn = self.run_turn(
+            HumanMessage(content=text), idempotency_key=idempotency_key, attachment_ids=attachment_ids, check_conversation=check_conversation
+        )  # fmt: skip
         await self._launch_turn(turn)
 
     async def start_edit(self, message_id: int, text: str, idempotency_key: str = "") -> None:
@@ -239,9 +253,15 @@ class ChatMixin:
         edit_of: int | None = None,
         regenerate: int | None = None,
         attachment_ids: tuple[int, ...] = (),
+        check_conversation: bool = False,
     ) -> None:
         """Run one turn while holding the thread's lock, so turns from several tabs or workers
         never interleave and each reply is built from a complete history.
+
+        With ``check_conversation`` the database call that takes the lock first decides whether
+        the visitor may still use the conversation (``conversation_refusal()``, what the
+        consumer's per-frame check would have decided); a refusal stores nothing and closes the
+        socket with its code.
 
         The database call that takes the lock also checks, with ``only_if_empty``, that the
         thread is still empty (else ``on_thread_already_started()``), then counts the model call
@@ -260,6 +280,8 @@ class ChatMixin:
         visitor = self.get_usage_visitor()
 
         def start(lease: Lease) -> Turn:  # runs in the transaction that takes the lock
+            if check_conversation and (refusal := self.conversation_refusal()) is not None:
+                raise ConversationRefused(refusal)
             if only_if_empty and history.has_messages():
                 raise ThreadAlreadyStarted()
             admit_model_call(visitor)
@@ -279,6 +301,10 @@ class ChatMixin:
                     turn = lease.value
                     branch = edit_of is not None or regenerate is not None
                     await self.run_locked_turn(history, turn, turn.human.message, visible=visible, branch=branch)
+        except ConversationRefused as refusal:  # nothing was stored
+            self._reply_open = False
+            self.closing = True
+            await self.close(refusal.close_code)
         except ThreadBusy:
             await self.fail_reply("conversation_busy", gettext("This conversation is busy with another reply. Please try again."))
         except ThreadAlreadyStarted:  # nothing was stored

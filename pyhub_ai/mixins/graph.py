@@ -209,9 +209,13 @@ class GraphMixin:
         if not self.is_turn_running() and await self.aget_pending_approval() is not None:
             raise FrameError("approval_pending", gettext("Please answer the pending approval first."))
 
-    async def start_turn(self, text: str, idempotency_key: str = "", attachment_ids: tuple[int, ...] = ()) -> None:
+    async def start_turn(
+        self, text: str, idempotency_key: str = "", attachment_ids: tuple[int, ...] = (), *, check_conversation: bool = False
+    ) -> None:
+        """``ChatMixin.start_turn``, unless the thread's graph waits for an approval (the
+        consumer checks the conversation before, for a consumer with a graph)."""
         await self.check_no_pending_approval()
-        await super().start_turn(text, idempotency_key, attachment_ids)
+        await super().start_turn(text, idempotency_key, attachment_ids, check_conversation=check_conversation)
 
     async def start_edit(self, message_id: int, text: str, idempotency_key: str = "") -> None:
         await self.check_no_pending_approval()
