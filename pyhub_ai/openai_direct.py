@@ -49,8 +49,7 @@ class DirectSender:
     def __init__(self, client: Any) -> None:
         self.client = client
         self.key = _template_key(client)
-        base_url = client.base_url
-        url = str(base_url.copy_with(raw_path=base_url.raw_path + b"chat/completions"))  # as the SDK's _prepare_url
+        url = chat_completions_url(client)
         #: The options ``_calculate_retry_timeout`` reads (the client's ``max_retries``).
         self.options = FinalRequestOptions.construct(method="post", url=url, json_data={}, security={"bearer_auth": True})
         template = client._build_request(self.options, retries_taken=0)
@@ -107,6 +106,13 @@ class DirectSender:
 
 #: Per client: its sender, made again when the client's base URL or API key changed.
 _senders: weakref.WeakKeyDictionary[Any, DirectSender] = weakref.WeakKeyDictionary()
+
+
+def chat_completions_url(client: Any) -> str:
+    """The absolute URL the SDK makes of ``/chat/completions`` for ``client`` (``_prepare_url``:
+    the base URL's path joined with it); used by ``DirectSender`` and ``openai_stream._post_stream``."""
+    base_url = client.base_url
+    return str(base_url.copy_with(raw_path=base_url.raw_path + b"chat/completions"))
 
 
 def _template_key(client: Any) -> tuple[Any, str]:

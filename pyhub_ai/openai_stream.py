@@ -91,7 +91,7 @@ try:  # langchain-openai is a dependency, but its private helpers may move: then
     from openai._httpx2 import request_exceptions, timeout_exceptions
 
     from .lean_http import body_chunks, lean_client_for
-    from .openai_direct import direct_sender, prepare_platform
+    from .openai_direct import chat_completions_url, direct_sender, prepare_platform
 
     #: What ``post()`` returns for a stream of plain dicts (``cast_to=object``).
     _STREAM_CLS = AsyncStream[object]
@@ -310,7 +310,7 @@ def _post_stream(client: Any, body: dict[str, Any], options: dict[str, Any]) -> 
     base_url = client.base_url
     entry = _POST_TEMPLATES.get(client)
     if entry is None or entry[0] is not base_url:
-        url = str(base_url.copy_with(raw_path=base_url.raw_path + b"chat/completions"))
+        url = chat_completions_url(client)
         template = FinalRequestOptions.construct(method="post", url=url, json_data=None, content=None, files=None, **options)
         entry = _POST_TEMPLATES[client] = (base_url, template)
     request_options = entry[1].model_copy(update={"json_data": body, "params": {}})
