@@ -302,6 +302,7 @@ class ChatMixin:
                     branch = edit_of is not None or regenerate is not None
                     await self.run_locked_turn(history, turn, turn.human.message, visible=visible, branch=branch)
         except ConversationRefused as refusal:  # nothing was stored
+            # The consumer's refuse() minus cancel_turn(): this task is the turn it would wait for.
             self._reply_open = False
             self.closing = True
             await self.close(refusal.close_code)
