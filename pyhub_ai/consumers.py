@@ -134,10 +134,15 @@ class BaseAgentChatConsumer(
             except (ValueError, RecursionError) as exc:
                 raise FrameError("invalid_frame", gettext("Messages must be JSON objects."), f"not JSON: {exc!r:.200}") from exc
         except FrameError as error:
-            if not await self.refused_conversation():
-                await self.send_error(error.code, error.message, detail=error.detail)
+            await self.refuse_frame(error)
             return
         await self.receive_json(content)
+
+    async def refuse_frame(self, error: FrameError) -> None:
+        """Answer a frame that breaks the protocol with its error frame, unless the visitor may
+        no longer use the conversation: then the socket is closed instead."""
+        if not await self.refused_conversation():
+            await self.send_error(error.code, error.message, detail=error.detail)
 
     async def refused_conversation(self) -> bool:
         """Check the conversation (``check_conversation_access()``); close the socket and say
@@ -152,8 +157,7 @@ class BaseAgentChatConsumer(
         try:
             frame = self.parse_client_frame(content)
         except FrameError as error:
-            if not await self.refused_conversation():
-                await self.send_error(error.code, error.message, detail=error.detail)
+            await self.refuse_frame(error)
             return
         # A user_message that starts a turn of the model (a graph reads its pending approval
         # first) has its conversation checked in the turn's first database call
