@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import django
@@ -118,12 +118,19 @@ class BareStreamConsumer(AsyncJsonWebsocketConsumer):
         if not isinstance(content, dict) or content.get("type") != "user_message" or not isinstance(content.get("text"), str):
             await self.send_json({"type": "error", "code": "invalid_frame", "message": "Unknown message type."})
             return
-        turn_id = str(uuid.uuid4())
-        human = {"id": 1, "role": "human", "text": content["text"], "status": "complete", "created_at": None, "turn_id": turn_id}
+        await self.answer(content["text"])
+
+    async def answer(
+        self, question: str, turn_id: str = "", human_id: int = 1, ai_id: int = 2, store: Callable[[str], Awaitable[Any]] | None = None
+    ) -> None:
+        """The turn's frames: the question, then the reply as it streams. ``store(reply)`` (if
+        given) runs before ``stream_end``, as the app stores a reply before it says it ended."""
+        turn_id = turn_id or str(uuid.uuid4())
+        human = {"id": human_id, "role": "human", "text": question, "status": "complete", "created_at": None, "turn_id": turn_id}
         await self.send_json({"type": "message", "message": human})
-        await self.send_json({"type": "stream_start", "turn_id": turn_id, "message_id": 2})
+        await self.send_json({"type": "stream_start", "turn_id": turn_id, "message_id": ai_id})
         loop, interval, last, texts, unsent = asyncio.get_running_loop(), self.get_delta_interval(), 0.0, [], []
-        async for text in self.tokens(content["text"]):
+        async for text in self.tokens(question):
             texts.append(text)
             unsent.append(text)
             if (now := loop.time()) - last >= interval:  # interval 0: one frame per token
@@ -132,7 +139,9 @@ class BareStreamConsumer(AsyncJsonWebsocketConsumer):
                 unsent.clear()
         if unsent:
             await self.send_json({"type": "stream_delta", "turn_id": turn_id, "text": "".join(unsent)})
-        ai = {"id": 2, "role": "ai", "text": "".join(texts), "status": "complete", "created_at": None, "turn_id": turn_id}
+        if store is not None:
+            await store("".join(texts))
+        ai = {"id": ai_id, "role": "ai", "text": "".join(texts), "status": "complete", "created_at": None, "turn_id": turn_id}
         await self.send_json({"type": "stream_end", "turn_id": turn_id, "message": ai})
 
     def get_delta_interval(self) -> float:

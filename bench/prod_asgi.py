@@ -14,6 +14,9 @@ benchmark's OpenAI-compatible server, bench/model_server.py). Websocket routes, 
   openai SDK, ``chat.completions.create(stream=True)``) or ``langchain`` (``ChatOpenAI.astream``
   of the model ``get_chat_model()`` builds for the chat consumer); ``http_every`` is the floor
   sending one ``stream_delta`` per token (how the issue's first measurement sent them).
+* ``ws/prod/stored/<window>/<conversation_pk>/``: ``StoringClientConsumer``, the floor plus our
+  storage: the floor's client and frames, every turn stored in the seeded thread with
+  pyhub_ai's history calls, as the app stores it.
 """
 from __future__ import annotations
 
@@ -39,7 +42,12 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from bench.load_asgi import BareStreamConsumer  # noqa: E402
 from pyhub_ai.conf import conf  # noqa: E402
 from pyhub_ai.consumers import AgentChatConsumer  # noqa: E402
+from pyhub_ai.budgets import subject_of  # noqa: E402
+from pyhub_ai.history import DjangoChatMessageHistory, Turn  # noqa: E402
+from pyhub_ai.ledger import ModelCall  # noqa: E402
 from pyhub_ai.llm import get_chat_model  # noqa: E402
+from pyhub_ai.locks import Lease, thread_lock  # noqa: E402
+from pyhub_ai.usage import Visitor  # noqa: E402
 
 MODEL = "openai:gpt-4o-mini"
 SYSTEM_PROMPT = "You are a helpful assistant. Answer briefly and precisely."
@@ -91,8 +99,9 @@ def _sdk_client() -> Any:
     return openai.AsyncOpenAI(api_key=settings.OPENAI_API_KEY, base_url=settings.OPENAI_BASE_URL)
 
 
-async def http_tokens(window: int, text: str) -> AsyncIterator[str]:
-    """The floor: one HTTP/1.1 request on a new connection, the SSE lines read and decoded."""
+async def http_tokens(window: int, text: str, usage: dict[str, Any] | None = None) -> AsyncIterator[str]:
+    """The floor: one HTTP/1.1 request on a new connection, the SSE lines read and decoded
+    (the server's token counts into ``usage``, when given)."""
     url = urlsplit(settings.OPENAI_BASE_URL)
     body = json.dumps({
         "model": MODEL.split(":")[1], "messages": [*_prompt_dicts(window), {"role": "user", "content": text}],
@@ -110,9 +119,12 @@ async def http_tokens(window: int, text: str) -> AsyncIterator[str]:
             if line.startswith(b"data: "):
                 if line.startswith(b"data: [DONE]"):
                     break
-                choices = json.loads(line[6:]).get("choices")
+                event = json.loads(line[6:])
+                choices = event.get("choices")
                 if choices and (content := choices[0]["delta"].get("content")):
                     yield content
+                elif usage is not None and event.get("usage"):
+                    usage.update(event["usage"])
     finally:
         writer.close()
 
@@ -142,11 +154,49 @@ class BareClientConsumer(BareStreamConsumer):
     the app gathers them), nothing stored, the reply from the model server."""
 
     def get_delta_interval(self) -> float:
-        return 0.0 if self.scope["url_route"]["kwargs"]["client"] == "http_every" else conf.STREAM_DELTA_INTERVAL
+        return 0.0 if self.scope["url_route"]["kwargs"].get("client") == "http_every" else conf.STREAM_DELTA_INTERVAL
 
     def tokens(self, text: str) -> AsyncIterator[str]:
         kwargs = self.scope["url_route"]["kwargs"]
         return CLIENTS[kwargs["client"]](kwargs["window"], text)
+
+
+class StoringClientConsumer(BareClientConsumer):
+    """The floor plus our storage: the floor (the minimal client, the same frames), and each
+    turn stored as the app stores it, with pyhub_ai's own calls: the thread's lock taken with
+    the prompt's window read and the question and the reply's placeholder stored
+    (``DjangoChatMessageHistory.start_turn``), then the reply, its usage and the ledger's
+    record stored and the lock released (``finish_turn``). The prompt sent is the floor's; the
+    app's own work (access checks, LangChain, the model client) is left out: the app's CPU
+    above this baseline is what its model path and protocol cost."""
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if not isinstance(content, dict) or content.get("type") != "user_message" or not isinstance(content.get("text"), str):
+            await super().receive_json(content, **kwargs)  # the floor's error frame
+            return
+        kwargs = self.scope["url_route"]["kwargs"]
+        pk, window, question = kwargs["conversation_pk"], kwargs["window"], HumanMessage(content=content["text"])
+        history = DjangoChatMessageHistory(conversation=pk, visitor_key=f"bench-{pk}", max_messages=window)
+        address = (self.scope.get("client") or ("",))[0]
+
+        def start(lease: Lease) -> Turn:  # in the transaction that takes the lock, as the app's
+            return history.start_turn(question, lease=lease)
+
+        async with thread_lock(history.thread_key, wait=conf.TURN_LOCK_WAIT, on_acquire=start) as lease:
+            turn, usage = lease.value, {}
+            turn.call = ModelCall(MODEL, [*turn.previous_messages, question], subject_of(Visitor(address=address)))
+
+            async def store(reply: str) -> None:
+                usage_metadata = {"input_tokens": usage.get("prompt_tokens", 0), "output_tokens": usage.get("completion_tokens", 0),
+                                  "total_tokens": usage.get("total_tokens", 0)}  # fmt: skip
+                metadata = {"finish_reason": "stop", "model_name": MODEL.split(":")[1], "model_provider": "openai"}
+                await history.afinish_turn(turn, AIMessage(content=reply, usage_metadata=usage_metadata, response_metadata=metadata))
+
+            self.usage = usage
+            await self.answer(content["text"], str(turn.turn_id), turn.human.pk, turn.ai.pk, store)
+
+    def tokens(self, text: str) -> AsyncIterator[str]:
+        return http_tokens(self.scope["url_route"]["kwargs"]["window"], text, self.usage)
 
 
 application = ProtocolTypeRouter(
@@ -155,6 +205,7 @@ application = ProtocolTypeRouter(
             [
                 path("ws/prod/chat/<int:window>/<int:conversation_pk>/", ProdChatConsumer.as_asgi()),
                 path("ws/prod/bare/<str:client>/<int:window>/", BareClientConsumer.as_asgi()),
+                path("ws/prod/stored/<int:window>/<int:conversation_pk>/", StoringClientConsumer.as_asgi()),
             ]
         ),
     }

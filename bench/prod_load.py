@@ -1,13 +1,14 @@
 """Benchmark: the production model path — websocket turns answered by ``ChatOpenAI`` over HTTP.
 
 ``python -m bench.prod_load`` (part of ``make bench``; ``--quick`` for one configuration;
-``--ab`` to compare a change: only the floor and the app, alternating, about 30 s, nothing
-written to bench/results).
+``--ab`` to compare a change: only the floor, the floor plus our storage and the app,
+alternating, about 45 s, nothing written to bench/results).
 A local OpenAI-compatible server (bench/model_server.py, its own process) streams every reply
 as server-sent events, one per token, ``PACE`` seconds apart; daphne serves
 bench/prod_asgi.py: the app's consumer configured as a user configures it (``OPENAI_BASE_URL``
-and a key), and three bare-consumer baselines asking the same server for the same prompt
-(a minimal asyncio HTTP client, the openai SDK, ``ChatOpenAI.astream``); like a deployment's
+and a key), and bare-consumer baselines asking the same server for the same prompt (a
+minimal asyncio HTTP client, the openai SDK, ``ChatOpenAI.astream``; and the minimal client
+with every turn stored by pyhub_ai's history calls, the floor plus our storage); like a deployment's
 ASGI module (docs/deployment.md), bench/prod_asgi.py freezes the objects loaded at start-up out
 of the garbage collector's full collections. The app runs twice:
 ``fast`` (the default, ``PYHUB_AI_LLM_FAST_STREAM`` on) and ``standard`` (off: ``astream``,
@@ -40,8 +41,12 @@ from pathlib import Path
 from bench import ws_load
 
 PACE = 0.005  # seconds between two tokens of the model server (200 tokens/s per stream)
-CONSUMERS = ("http", "sdk", "langchain", "standard", "fast")  # baselines, then the app before/after
+CONSUMERS = ("http", "stored", "sdk", "langchain", "standard", "fast")  # baselines, then the app before/after
 APP_CONSUMERS = ("standard", "fast")
+#: Consumers that store every turn in seeded threads: the app's, and the floor plus our storage.
+STORING_CONSUMERS = ("stored", *APP_CONSUMERS)
+#: The consumers every repetition runs: the floor, the floor plus our storage, the app (after).
+REPEATED = ("http", "stored", "fast")
 #: Runs of the floor and of the app each with ``--ab`` (one configuration, nothing else).
 AB_REPEATS = 3
 #: Runs of the floor and of the app (after) per configuration, one after the other (floor,
@@ -60,12 +65,13 @@ PRODUCTION_PROFILE = ws_load.RESULTS_DIR / "profile-production.md"
 
 
 def ab_plan(tokens: int, window: int) -> dict[str, list[dict]]:
-    """``--ab``: the floor and the app's fast path, alternating, ``AB_REPEATS`` times each, on
-    SQLite (the report's headline takes each one's smallest run, as for ``make bench``)."""
+    """``--ab``: the floor, the floor plus our storage and the app's fast path, alternating,
+    ``AB_REPEATS`` times each, on SQLite (the report's headline takes each one's smallest run,
+    as for ``make bench``)."""
     return {"sqlite": [
         {"name": f"{consumer}-{tokens}t-w{window}-{repeat + 1}", "consumer": consumer, "tokens": tokens, "window": window,
          "n": N, "processes": 1, "phase": QUICK_PHASE}
-        for repeat in range(AB_REPEATS) for consumer in ("http", "fast")
+        for repeat in range(AB_REPEATS) for consumer in REPEATED
     ]}  # fmt: skip
 
 
@@ -81,7 +87,7 @@ def plan(scenarios: list[str], quick: bool, profile: bool, quick_tokens: int = 2
              "tokens": tokens, "window": window, "n": N, "processes": 1, "phase": phase}
             for tokens, window in configs
             for repeat in range(repeats)
-            for consumer in (CONSUMERS + (("http_every",) if (tokens, window) == (200, 50) else ()) if repeat == 0 else ("http", "fast"))
+            for consumer in (CONSUMERS + (("http_every",) if (tokens, window) == (200, 50) else ()) if repeat == 0 else REPEATED)
         ]  # fmt: skip
         if profile and ws_load.py_spy_path():
             tokens = quick_tokens if quick else 200
@@ -166,10 +172,11 @@ def run_one(run: dict, env: dict[str, str]) -> dict:
     from django.db import connection
 
     label = f"prod {run['name']} {os.getpid()}"
-    app = run["consumer"] in APP_CONSUMERS
+    app = run["consumer"] in STORING_CONSUMERS
     if app:
         pks = seed_threads(label, run["n"] + run["processes"], run["window"])
-        paths = [f"ws/prod/chat/{run['window']}/{pk}/" for pk in pks]
+        route = "stored" if run["consumer"] == "stored" else "chat"
+        paths = [f"ws/prod/{route}/{run['window']}/{pk}/" for pk in pks]
         paths, warm_paths = paths[run["processes"]:], paths[: run["processes"]]
     else:
         paths = [f"ws/prod/bare/{run['consumer']}/{run['window']}/"] * (run["n"] + run["processes"])

@@ -11,6 +11,7 @@ from bench.prod_load import REPEATS
 
 LABELS = {
     "http": "bare consumer + minimal asyncio HTTP client (the floor)",
+    "stored": "the floor plus our storage (each turn stored with pyhub_ai's history calls)",
     "http_every": "the floor, one `stream_delta` frame per token",
     "sdk": "bare consumer + openai SDK `chat.completions.create(stream=True)`",
     "langchain": "bare consumer + `ChatOpenAI.astream`",
@@ -94,27 +95,33 @@ def comparison_table(runs: list[dict]) -> list[str]:
 
 def headline(configs: dict[tuple[int, int], list[dict]]) -> list[str]:
     """After against the floor, and the goals: ≤ 1.5× the floor for 200-token replies, ≤ 1.5× the
-    floor plus our storage for short ones. Storage is measured as the CPU of daphne's threads
-    other than the event loop's (the database thread runs every query; the floor has none)."""
+    floor plus our storage for short ones. Our storage is measured: the CPU per reply of the
+    floor plus our storage (``stored``, which stores every turn with pyhub_ai's own history
+    calls) less the floor's. The database thread's CPU in the app's run (daphne's threads other
+    than the event loop's) is shown beside it: the part of storage that runs off the loop."""
     lines = [
-        "| reply | window | floor (ms) | before (ms) | after (ms) | of which the database thread (ms) | after ÷ floor | before ÷ after | after − floor (ms) | after ÷ floor with one frame per token | goal |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| reply | window | floor (ms) | floor + our storage (ms) | before (ms) | after (ms) | of which the database thread (ms) | after ÷ floor | after ÷ (floor + storage) | before ÷ after | after − floor (ms) | after ÷ floor with one frame per token | goal |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for (tokens, window), runs in configs.items():
         ok = _best(runs)
         by = {consumer: r["cpu_ms_per_reply"] for consumer, r in ok.items()}
-        floor, before, after, every = by.get("http"), by.get("standard"), by.get("fast"), by.get("http_every")
+        floor, stored, before, after, every = (by.get(k) for k in ("http", "stored", "standard", "fast", "http_every"))
         if not (floor and after):
             continue
-        storage = ok["fast"].get("other_threads_cpu_ms_per_reply")
+        db_thread = ok["fast"].get("other_threads_cpu_ms_per_reply")
         if tokens >= 200:
             limit, what = GOAL_RATIO * floor, f"≤ {GOAL_RATIO}× floor"
+        elif stored:
+            limit = GOAL_RATIO * floor + (stored - floor)
+            what = f"≤ {GOAL_RATIO}× floor + storage ({stored - floor:.1f}) = {limit:.1f} ms"
         else:
-            limit, what = GOAL_RATIO * floor + (storage or 0), f"≤ {GOAL_RATIO}× floor + storage = {GOAL_RATIO * floor + (storage or 0):.1f} ms"
-        goal = f"{what}: **{'met' if after <= limit else 'MISSED'}**"
+            limit, what = None, "no run of the floor plus our storage"
+        goal = what if limit is None else f"{what}: **{'met' if after <= limit else 'MISSED'}**"
         lines.append(
-            f"| {tokens} tokens | {window} | {floor:.1f} | {ws_load._fmt(before, 1)} | {after:.1f} | {ws_load._fmt(storage, 1)} | "
-            f"{after / floor:.2f}× | {_ratio(before, after)} | {after - floor:.1f} | {_ratio(after, every)} | {goal} |"
+            f"| {tokens} tokens | {window} | {floor:.1f} | {ws_load._fmt(stored, 1)} | {ws_load._fmt(before, 1)} | {after:.1f} | "
+            f"{ws_load._fmt(db_thread, 1)} | {after / floor:.2f}× | {_ratio(after, stored)} | {_ratio(before, after)} | "
+            f"{after - floor:.1f} | {_ratio(after, every)} | {goal} |"
         )
     return lines
 
@@ -158,9 +165,11 @@ def render(groups: list[dict], command: str, elapsed: float, pace: float) -> str
         "serves either the app's consumer, configured as users configure it (`llm_model = \"openai:gpt-4o-mini\"`, "
         "`OPENAI_BASE_URL` + `OPENAI_API_KEY`; each conversation seeded with the window of stored messages), or a bare channels "
         "consumer that sends the same frames (deltas gathered every 50 ms, as the app does), stores nothing and asks the same server "
-        f"for the same prompt with the client named in the row. {n} websockets run turns back to back for the phase; "
+        "for the same prompt with the client named in the row; the floor plus our storage is the floor storing each turn in a "
+        "seeded thread with pyhub_ai's own history calls (the lock, the window read, the question and the reply's placeholder, "
+        f"then the reply, its usage and the ledger's record). {n} websockets run turns back to back for the phase; "
         "**CPU per reply** = daphne's CPU time (user + system, all threads) over the phase ÷ turns answered, so it does not depend "
-        "on what else runs on the machine; ratios are to baselines measured in the same run. The floor and `after` run "
+        "on what else runs on the machine; ratios are to baselines measured in the same run. The floor, the floor plus our storage and `after` run "
         f"{REPEATS} times each per configuration, alternating; the headline and the ratios take each one's run with the least CPU "
         "(the other runs are listed too). `before` is the app with "
         "`PYHUB_AI_LLM_FAST_STREAM = False` (LangChain's `ChatOpenAI.astream`, the path of the previous release), `after` the default.",
