@@ -1,7 +1,8 @@
 """Search a user's own messages (the visible ones of people and the model).
 
 ``search_messages(user, query)`` is called by the demo's search page (example.views.search). It
-reads the full-text index of migration 0006: SQLite's FTS5 table (``unicode61`` words, each
+reads the full-text index of migration 0006: SQLite's FTS5 table (kept by triggers; a reply is
+indexed once it has stopped streaming, migration 0010) (``unicode61`` words, each
 term matched as a prefix, so "스타벅스" finds "스타벅스에서": Korean particles follow the word) or
 PostgreSQL's GIN index (``simple`` configuration, prefix terms, for the same reason); on other
 databases it scans with ``icontains``. Only ``user``'s own threads are searched: their
@@ -47,13 +48,14 @@ def terms_of(query: str) -> list[str]:
 
 
 def own_messages(user: Any) -> QuerySet[ConversationMessage]:
-    """The visible human and AI messages of ``user``'s own threads."""
+    """The visible human and AI messages of ``user``'s own threads, but replies still being
+    written (``streaming``: SQLite's index has them once they are written, migration 0010)."""
     return ConversationMessage.objects.filter(
         Q(conversation__user=user) | Q(conversation__user__isnull=True),
         user=user,
         visible=True,
         role__in=[ConversationMessage.Role.HUMAN, ConversationMessage.Role.AI],
-    )
+    ).exclude(status=ConversationMessage.Status.STREAMING)
 
 
 def search_messages(user: Any, query: str, limit: int = MAX_RESULTS) -> list[Hit]:
