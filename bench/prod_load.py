@@ -47,13 +47,14 @@ APP_CONSUMERS = ("standard", "fast")
 STORING_CONSUMERS = ("stored", *APP_CONSUMERS)
 #: The consumers every repetition runs: the floor, the floor plus our storage, the app (after).
 REPEATED = ("http", "stored", "fast")
-#: Runs of the floor and of the app each with ``--ab`` (one configuration, nothing else).
+#: Runs of each of ``REPEATED`` with ``--ab`` (one configuration, nothing else).
 AB_REPEATS = 3
-#: Runs of the floor and of the app (after) per configuration, one after the other (floor,
-#: after, floor, after): each configuration reports the smaller CPU per reply of each. The
-#: machine's other work only adds CPU (caches, frequency), so the smaller run is the better
-#: estimate; one run of each gave ratios 0.3 apart between two otherwise equal configurations.
-REPEATS = 2
+#: Runs of each of ``REPEATED`` per configuration, one after the other (floor, stored, after,
+#: floor, ...): each configuration reports the smallest CPU per reply of each. The machine's
+#: other work only adds CPU (caches, frequency), so the smallest run is the best estimate; one
+#: run of each gave ratios 0.3 apart between two otherwise equal configurations, and two runs
+#: of the same code still 1.41x and 1.73x the floor (2026-11-30).
+REPEATS = 3
 PHASE = 6.0  # seconds of turns per run
 QUICK_PHASE = 3.0
 N = 50  # concurrent conversations per run
@@ -246,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ab", action="store_true", help="only the floor and the app, alternating, 3 runs each; prints, writes nothing")
     parser.add_argument("--window", type=int, default=50, help="with --ab: stored messages in the prompt (default 50)")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy run")
-    parser.add_argument("--budget", type=float, default=600, help="seconds for all runs; runs that do not fit are skipped (default 600)")
+    parser.add_argument("--budget", type=float, default=900, help="seconds for all runs; runs that do not fit are skipped (default 900)")
     parser.add_argument("--worker", choices=["sqlite", "postgres"], help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     parser.add_argument("--json", help=argparse.SUPPRESS)
