@@ -170,14 +170,17 @@ class StoringClientConsumer(BareClientConsumer):
     app's own work (access checks, LangChain, the model client) is left out: the app's CPU
     above this baseline is what its model path and protocol cost."""
 
+    history: DjangoChatMessageHistory | None = None
+
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if not isinstance(content, dict) or content.get("type") != "user_message" or not isinstance(content.get("text"), str):
             await super().receive_json(content, **kwargs)  # the floor's error frame
             return
         kwargs = self.scope["url_route"]["kwargs"]
-        pk, window, question = kwargs["conversation_pk"], kwargs["window"], HumanMessage(content=content["text"])
-        history = DjangoChatMessageHistory(conversation=pk, visitor_key=f"bench-{pk}", max_messages=window)
-        address = (self.scope.get("client") or ("",))[0]
+        pk, question = kwargs["conversation_pk"], HumanMessage(content=content["text"])
+        if self.history is None:  # one per connection, as the app's (it keeps the window it read)
+            self.history = DjangoChatMessageHistory(conversation=pk, visitor_key=f"bench-{pk}", max_messages=kwargs["window"])
+        history, address = self.history, (self.scope.get("client") or ("",))[0]
 
         def start(lease: Lease) -> Turn:  # in the transaction that takes the lock, as the app's
             return history.start_turn(question, lease=lease)
