@@ -9,6 +9,9 @@ Runs the benchmarks and writes bench/results/latest.md:
   bare-consumer baselines (minimal HTTP client, openai SDK, ``ChatOpenAI.astream``), and
   scale-out on PostgreSQL + Redis (bench/prod_load.py; its section: production.md, the profile:
   profile-production.md). It comes first in latest.md: it is the path production runs;
+* ``calls``: Python function calls per turn on the same path (the floor, the floor plus our
+  storage, the app), counted in-process: unlike CPU time, the same from run to run
+  (bench/turn_calls.py; its section: bench/results/turn_calls.md);
 * ``load``: concurrent websocket conversations on real daphne processes, SQLite + in-memory
   layer, PostgreSQL + Redis, one and two processes, vs. a bare-consumer baseline, with an
   in-process fake model: the lower bound (bench/ws_load.py; its section: bench/results/load.md,
@@ -25,7 +28,7 @@ Runs the benchmarks and writes bench/results/latest.md:
   frames, stored rows, checkpoint bytes, SQLite (bench/tool_loop.py; its section:
   bench/results/tool_loop.md).
 
-``--only history``, ``--only production``, ``--only load``, ``--only checkpointer``, ``--only ledger``, ``--only search`` or ``--only toolloop`` runs one of them; latest.md is then
+``--only history``, ``--only production``, ``--only calls``, ``--only load``, ``--only checkpointer``, ``--only ledger``, ``--only search`` or ``--only toolloop`` runs one of them; latest.md is then
 assembled from the fresh section and the last ones written of the others
 (``--production-quick``: one configuration of the production benchmark). Options of the history benchmark are
 passed through (``--db``, ``--sizes``, ``--turns``, ...); the load benchmark's options start with
@@ -50,11 +53,12 @@ def assemble(failed: dict[str, str]) -> None:
     from bench.ledger import RESULTS as LEDGER_RESULTS
     from bench.search import RESULTS as SEARCH_RESULTS
     from bench.tool_loop import RESULTS as TOOL_LOOP_RESULTS
+    from bench.turn_calls import RESULTS as TURN_CALLS_RESULTS
     from bench.ws_load import LOAD_RESULTS, PROFILE_RESULTS
 
     parts = []
     sections = (
-        ("production", PRODUCTION_RESULTS), ("history", HISTORY_RESULTS), ("load", LOAD_RESULTS),
+        ("production", PRODUCTION_RESULTS), ("calls", TURN_CALLS_RESULTS), ("history", HISTORY_RESULTS), ("load", LOAD_RESULTS),
         ("checkpointer", CHECKPOINTER_RESULTS), ("ledger", LEDGER_RESULTS), ("search", SEARCH_RESULTS),
         ("toolloop", TOOL_LOOP_RESULTS),
     )  # fmt: skip
@@ -81,7 +85,7 @@ def main(argv: list[str]) -> int:
         prog="python -m bench", description=__doc__.split("\n\n")[0], add_help=False,
         epilog="Other options go to the history benchmark (listed below).",
     )  # fmt: skip
-    parser.add_argument("--only", choices=["history", "production", "load", "checkpointer", "ledger", "search", "toolloop"], help="run one benchmark (default: all)")
+    parser.add_argument("--only", choices=["history", "production", "calls", "load", "checkpointer", "ledger", "search", "toolloop"], help="run one benchmark (default: all)")
     parser.add_argument("--production-quick", action="store_true", help="one configuration of the production benchmark")
     parser.add_argument("--load-scenarios", help="sqlite, postgres, two (default: all)")
     parser.add_argument("--load-sizes", help="N of the SQLite load scenario (default: 100,500,1000)")
@@ -140,7 +144,7 @@ def main(argv: list[str]) -> int:
             failed["load"] = type(exc).__name__
             status = 1
     for name, module, title in (
-        ("checkpointer", "checkpointer", "checkpointer"), ("ledger", "ledger", "usage-ledger"),
+        ("calls", "turn_calls", "calls-per-turn"), ("checkpointer", "checkpointer", "checkpointer"), ("ledger", "ledger", "usage-ledger"),
         ("search", "search", "search"), ("toolloop", "tool_loop", "tool-loop"),
     ):  # fmt: skip
         if args.only not in (None, name):
