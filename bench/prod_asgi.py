@@ -40,9 +40,9 @@ from django.urls import path  # noqa: E402
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, messages_to_dict  # noqa: E402
 
 from bench.load_asgi import BareStreamConsumer  # noqa: E402
+from pyhub_ai.budgets import subject_of  # noqa: E402
 from pyhub_ai.conf import conf  # noqa: E402
 from pyhub_ai.consumers import AgentChatConsumer  # noqa: E402
-from pyhub_ai.budgets import subject_of  # noqa: E402
 from pyhub_ai.history import DjangoChatMessageHistory, Turn  # noqa: E402
 from pyhub_ai.ledger import ModelCall  # noqa: E402
 from pyhub_ai.llm import get_chat_model  # noqa: E402
