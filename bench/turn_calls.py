@@ -24,6 +24,7 @@ import asyncio
 import collections
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -75,7 +76,8 @@ def _run_worker(kind: str, tokens: int, window: int, turns: int) -> dict[str, An
 def count_calls(kind: str, tokens: int, window: int, turns: int) -> dict[str, Any]:
     """In this (fresh) process: the calls per turn of ``kind``'s consumer (see the module
     docstring); ``{"loop": n, "db": n, "modules": {module: n}}``, per turn."""
-    database = tempfile.mktemp(suffix=".sqlite3", prefix="turn-calls-")
+    folder = tempfile.mkdtemp(prefix="turn-calls-")
+    database = os.path.join(folder, "db.sqlite3")
     os.environ.update(
         DJANGO_SETTINGS_MODULE="bench.prod_settings", PYHUB_AI_BENCH_LOAD_DB="sqlite", PYHUB_AI_BENCH_LOAD_SQLITE_PATH=database,
         OPENAI_API_KEY="", OPENAI_BASE_URL="",
@@ -102,8 +104,7 @@ def count_calls(kind: str, tokens: int, window: int, turns: int) -> dict[str, An
         return asyncio.run(_count(path, turns))
     finally:
         server.stop()
-        for suffix in ("", "-wal", "-shm"):
-            Path(database + suffix).unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 async def _count(path: str, turns: int) -> dict[str, Any]:
