@@ -307,3 +307,73 @@ async def test_each_fast_request_carries_its_own_body_to_the_clients_current_bas
         stream = openai_reply_stream(llm, [HumanMessage(content="Third?")])
         assert "".join([text async for text in stream.texts()]) == "Moved."
         assert other.completions()[0].body["messages"][0]["content"] == "Third?"
+
+
+def sse_chunked_body(texts, *, extension=b"", trailers=b""):
+    """A chat completions stream as a chunked body: one chunk per event, then the last chunk."""
+    import json
+
+    events = [{"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
+               "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]} for text in texts]  # fmt: skip
+    body = b""
+    for data in [b"data: " + json.dumps(event).encode() + b"\n\n" for event in events] + [b"data: [DONE]\n\n"]:
+        body += b"%x%s\r\n%s\r\n" % (len(data), extension, data)
+    return body + b"0\r\n" + trailers + b"\r\n"
+
+
+async def serve_chunked(pieces, *, close_after=False):
+    """A server answering each request on a connection with a chunked stream written in
+    ``pieces`` (bytes, each flushed on its own); returns the listener and its base URL."""
+    import asyncio
+
+    async def answer(reader, writer):
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+                for piece in pieces:
+                    writer.write(piece)
+                    await writer.drain()
+                    await asyncio.sleep(0)
+                if close_after:
+                    writer.close()
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    listener = await asyncio.start_server(answer, "127.0.0.1", 0)
+    return listener, f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}/v1"
+
+
+async def test_a_chunked_body_is_read_whatever_its_pieces_with_extensions_and_trailers_and_the_connection_kept():
+    body = sse_chunked_body(["One", " two", " three"], extension=b";name=value", trailers=b"X-Trailer: 1\r\n")
+    splits = [[body]] + [[body[:cut], body[cut:]] for cut in range(1, len(body))] + [[bytes([byte]) for byte in body]]
+    for pieces in splits[:: max(1, len(splits) // 40)] + splits[-1:]:
+        listener, base_url = await serve_chunked(pieces)
+        client = lean_client_for(chat_model(base_url).root_async_client)
+        try:
+            assert [await streamed_text(client) for _ in range(2)] == ["One two three"] * 2, pieces[:2]
+            (idle,) = [connection for connections in client._client._transport._idle.values() for connection in connections]
+            assert idle.idle_since is not None  # the one connection carried both, and is kept
+        finally:
+            listener.close()
+
+
+@pytest.mark.parametrize(
+    ("pieces", "close_after"),
+    [
+        ([b"zz\r\ndata: x\r\n"], False),  # a size that is not hexadecimal
+        ([sse_chunked_body(["One"])[:40]], True),  # the server goes away in the middle of a chunk
+        ([b"1" * 70_000], False),  # a size line longer than any line may be
+    ],
+    ids=["malformed size", "cut midway", "endless line"],
+)
+async def test_a_broken_chunked_body_is_the_sdks_connection_error(pieces, close_after):
+    listener, base_url = await serve_chunked(pieces, close_after=close_after)
+    client = lean_client_for(chat_model(base_url).root_async_client)
+    try:
+        with pytest.raises(openai.APIConnectionError) as raised:
+            await streamed_text(client, timeout=5)
+        assert type(raised.value) is openai.APIConnectionError  # refused as broken, not waited for until the timeout
+    finally:
+        listener.close()
