@@ -29,10 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.model_server", description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokens", type=int, required=True, help="words (server-sent events) per reply")
     parser.add_argument("--pace", type=float, default=0.005, help="seconds between two events (default 0.005)")
+    parser.add_argument(
+        "--keep-alive", action="store_true", help="serve as api.openai.com does: connections kept alive, chunked bodies (default: one request per connection)"
+    )
     args = parser.parse_args(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with FakeOpenAI(reply=reply_text(args.tokens), chunk_delay=args.pace, record=False) as server:
+    with FakeOpenAI(reply=reply_text(args.tokens), chunk_delay=args.pace, record=False, keep_alive=args.keep_alive) as server:
         print(server.port, flush=True)
         stop.wait()
     return 0

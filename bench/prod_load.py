@@ -112,8 +112,9 @@ def plan(scenarios: list[str], quick: bool, profile: bool, quick_tokens: int = 2
 class ModelServer:
     """bench/model_server.py in a child process; ``stop()`` ends it (by its pid)."""
 
-    def __init__(self, tokens: int) -> None:
+    def __init__(self, tokens: int, keep_alive: bool = False) -> None:
         command = [sys.executable, "-m", "bench.model_server", "--tokens", str(tokens), "--pace", str(PACE)]
+        command += ["--keep-alive"] if keep_alive else []
         self.process = subprocess.Popen(command, cwd=ws_load.ROOT, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
         self.port = int(self.process.stdout.readline())
         self.base_url = f"http://127.0.0.1:{self.port}/v1"

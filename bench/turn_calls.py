@@ -11,7 +11,9 @@ in Python: it tells whether a change removed work, and where the work is.
 What runs: the consumers of bench/prod_asgi.py, each in a fresh process with its own SQLite
 database, driven in-process through channels' ``WebsocketCommunicator`` (no daphne), turn after
 turn on one websocket, against bench/model_server.py over HTTP (its own process, as in
-bench/prod_load.py): the floor (``http``: a minimal asyncio HTTP client, nothing stored), the
+bench/prod_load.py), served both ways: one request per connection, the body ending with the
+connection (as bench/prod_load.py's server), and kept-alive connections with chunked bodies
+(as api.openai.com serves). The consumers: the floor (``http``: a minimal asyncio HTTP client, nothing stored), the
 floor plus our storage (``stored``) and the app's consumer (``fast``, the default path). After
 warm-up turns, ``sys.setprofile`` counts every Python call on the event loop's thread and,
 separately, on the database thread (asgiref's, where every query runs). Writes
@@ -40,6 +42,11 @@ KINDS = {
     "fast": "pyhub_ai (the app's consumer, default fast path)",
 }
 WARM_UP_TURNS = 10
+#: How the model server serves: (keep-alive, the section's title).
+SERVINGS = (
+    (False, "One request per connection, the body ending with it (the production benchmark's server)"),
+    (True, "Kept-alive connections, chunked bodies (as api.openai.com serves)"),
+)
 #: Modules shown in the breakdown of the app's calls above the floor plus our storage.
 TOP_MODULES = 15
 
@@ -48,32 +55,35 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.turn_calls", description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokens", default="10,200", help="reply lengths in tokens (default 10,200)")
     parser.add_argument("--window", type=int, default=2, help="stored messages in the prompt (default 2)")
-    parser.add_argument("--turns", type=int, default=20, help="counted turns per consumer (default 20)")
-    parser.add_argument("--worker", nargs=4, metavar=("KIND", "TOKENS", "WINDOW", "TURNS"), help=argparse.SUPPRESS)
+    parser.add_argument("--turns", type=int, default=10, help="counted turns per consumer (default 10)")
+    parser.add_argument("--worker", nargs=5, metavar=("KIND", "TOKENS", "WINDOW", "TURNS", "KEEP_ALIVE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        kind, tokens, window, turns = args.worker
-        print(json.dumps(count_calls(kind, int(tokens), int(window), int(turns))))
+        kind, tokens, window, turns, keep_alive = args.worker
+        print(json.dumps(count_calls(kind, int(tokens), int(window), int(turns), keep_alive == "1")))
         return 0
     started = time.perf_counter()
     lengths = [int(t) for t in args.tokens.split(",")]
-    counts = {(kind, tokens): _run_worker(kind, tokens, args.window, args.turns) for tokens in lengths for kind in KINDS}
-    RESULTS.write_text(render(counts, lengths, args, time.perf_counter() - started))
+    sections = []
+    for keep_alive, framing in SERVINGS:
+        counts = {(kind, tokens): _run_worker(kind, tokens, args.window, args.turns, keep_alive) for tokens in lengths for kind in KINDS}
+        sections.append(section(framing, counts, lengths))
+    RESULTS.write_text(render(sections, args, time.perf_counter() - started))
     print(RESULTS.read_text(), flush=True)
     print(f"Wrote {RESULTS}", flush=True)
     return 0
 
 
-def _run_worker(kind: str, tokens: int, window: int, turns: int) -> dict[str, Any]:
-    command = [sys.executable, "-m", "bench.turn_calls", "--worker", kind, str(tokens), str(window), str(turns)]
+def _run_worker(kind: str, tokens: int, window: int, turns: int, keep_alive: bool) -> dict[str, Any]:
+    command = [sys.executable, "-m", "bench.turn_calls", "--worker", kind, str(tokens), str(window), str(turns), "1" if keep_alive else "0"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         raise RuntimeError(f"{kind}, {tokens} tokens: the worker failed:\n{done.stderr[-3000:]}")
-    print(f"  [{kind} {tokens}t] done", flush=True)
+    print(f"  [{kind} {tokens}t{' keep-alive' if keep_alive else ''}] done", flush=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def count_calls(kind: str, tokens: int, window: int, turns: int) -> dict[str, Any]:
+def count_calls(kind: str, tokens: int, window: int, turns: int, keep_alive: bool) -> dict[str, Any]:
     """In this (fresh) process: the calls per turn of ``kind``'s consumer (see the module
     docstring); ``{"loop": n, "db": n, "modules": {module: n}}``, per turn."""
     folder = tempfile.mkdtemp(prefix="turn-calls-")
@@ -84,7 +94,7 @@ def count_calls(kind: str, tokens: int, window: int, turns: int) -> dict[str, An
     )  # fmt: skip
     from bench.prod_load import ModelServer
 
-    server = ModelServer(tokens)
+    server = ModelServer(tokens, keep_alive)
     os.environ["PYHUB_AI_BENCH_OPENAI_BASE_URL"] = server.base_url
     try:
         import django
@@ -165,16 +175,12 @@ def _module(filename: str) -> str:
     return "python: " + path.rsplit("/lib/python", 1)[-1].split("/", 1)[-1] if "/lib/python" in path else path
 
 
-def render(counts: dict[tuple[str, int], dict], lengths: list[int], args: argparse.Namespace, elapsed: float) -> str:
+def section(framing: str, counts: dict[tuple[str, int], dict], lengths: list[int]) -> list[str]:
+    """One serving's tables: calls per turn of each consumer, and where the app's event loop
+    calls more than the floor plus our storage."""
     short, long = min(lengths), max(lengths)
     lines = [
-        "# Python calls per chat turn on the production model path",
-        "",
-        f"Produced by `bench/turn_calls.py` (`make bench ARGS=\"--only calls\"`, {time.strftime('%Y-%m-%d %H:%M %Z')}, {elapsed:.0f} s): "
-        f"{args.turns} turns after {WARM_UP_TURNS} warm-up turns on one websocket per consumer, a prompt window of {args.window} stored "
-        "messages, each consumer in a fresh process with its own SQLite database, driven in-process (no daphne) against "
-        "bench/model_server.py over HTTP. A count is `sys.setprofile`'s call events (Python functions and generator resumptions), "
-        "per turn; unlike CPU time it does not move between runs, so it shows whether a change removed work.",
+        f"## {framing}",
         "",
         "| consumer | " + " | ".join(f"event loop, {t} tokens" for t in lengths) + f" | per token | database thread, {short} tokens |",
         "|---|" + "---:|" * (len(lengths) + 2),
@@ -190,16 +196,32 @@ def render(counts: dict[tuple[str, int], dict], lengths: list[int], args: argpar
     excess = sorted(((app.get(m, 0) - stored.get(m, 0), m) for m in set(app) | set(stored)), reverse=True)
     lines += [
         "",
-        f"## Where the app's event loop calls more than the floor plus our storage ({short}-token turns)",
-        "",
-        f"In all {counts[('fast', short)]['loop'] - counts[('stored', short)]['loop']:+,.0f} calls per turn; by module "
+        f"The app's event loop above the floor plus our storage, {short}-token turns: "
+        f"{counts[('fast', short)]['loop'] - counts[('stored', short)]['loop']:+,.0f} calls per turn; by module "
         "(negative: the baseline's own code, which the app does not run):",
         "",
         "| module | calls per turn |",
         "|---|---:|",
         *(f"| `{module}` | {n:+,.0f} |" for n, module in excess[:TOP_MODULES] + [e for e in excess[TOP_MODULES:] if e[0] <= -10]),
+        "",
     ]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def render(sections: list[list[str]], args: argparse.Namespace, elapsed: float) -> str:
+    lines = [
+        "# Python calls per chat turn on the production model path",
+        "",
+        f"Produced by `bench/turn_calls.py` (`make bench ARGS=\"--only calls\"`, {time.strftime('%Y-%m-%d %H:%M %Z')}, {elapsed:.0f} s): "
+        f"{args.turns} turns after {WARM_UP_TURNS} warm-up turns on one websocket per consumer, a prompt window of {args.window} stored "
+        "messages, each consumer in a fresh process with its own SQLite database, driven in-process (no daphne) against "
+        "bench/model_server.py over HTTP. A count is `sys.setprofile`'s call events (Python functions and generator resumptions), "
+        "per turn; unlike CPU time it does not move between runs, so it shows whether a change removed work.",
+        "",
+    ]
+    for part in sections:
+        lines += part
+    return "\n".join(lines).rstrip() + "\n"
 
 
 if __name__ == "__main__":
