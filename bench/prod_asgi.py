@@ -99,22 +99,26 @@ def _sdk_client() -> Any:
     return openai.AsyncOpenAI(api_key=settings.OPENAI_API_KEY, base_url=settings.OPENAI_BASE_URL)
 
 
-async def http_tokens(window: int, text: str, usage: dict[str, Any] | None = None) -> AsyncIterator[str]:
-    """The floor: one HTTP/1.1 request on a new connection, the SSE lines read and decoded
-    (the server's token counts into ``usage``, when given)."""
+async def http_tokens(window: int, text: str, usage: dict[str, Any] | None = None, kept: dict[str, Any] | None = None) -> AsyncIterator[str]:
+    """The floor: one HTTP/1.1 request, the SSE lines read and decoded (the server's token
+    counts into ``usage``, when given). On a new connection, or on the one kept in ``kept``
+    (when given) from the last request: a server that keeps connections alive sends chunked
+    bodies (``bench/model_server.py --keep-alive``), whose end is read to keep the connection."""
     url = urlsplit(settings.OPENAI_BASE_URL)
     body = json.dumps({
         "model": MODEL.split(":")[1], "messages": [*_prompt_dicts(window), {"role": "user", "content": text}],
         "stream": True, "stream_options": {"include_usage": True},
     }).encode()  # fmt: skip
-    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    connection = kept.pop("connection", None) if kept is not None else None
+    reader, writer = connection or await asyncio.open_connection(url.hostname, url.port)
+    chunked = False
     try:
         writer.write(
             f"POST {url.path}/chat/completions HTTP/1.1\r\nHost: {url.netloc}\r\nAuthorization: Bearer {settings.OPENAI_API_KEY}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
         )
-        while (await reader.readline()) not in (b"\r\n", b""):
-            pass
+        while (header := await reader.readline()) not in (b"\r\n", b""):
+            chunked = chunked or header.lower() == b"transfer-encoding: chunked\r\n"
         while line := await reader.readline():
             if line.startswith(b"data: "):
                 if line.startswith(b"data: [DONE]"):
@@ -125,8 +129,12 @@ async def http_tokens(window: int, text: str, usage: dict[str, Any] | None = Non
                     yield content
                 elif usage is not None and event.get("usage"):
                     usage.update(event["usage"])
+        if chunked and kept is not None:
+            await reader.readuntil(b"\r\n0\r\n\r\n")  # the rest of [DONE]'s chunk, and the last chunk
+            kept["connection"], writer = (reader, writer), None
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
 
 
 async def sdk_tokens(window: int, text: str) -> AsyncIterator[str]:
@@ -156,8 +164,18 @@ class BareClientConsumer(BareStreamConsumer):
     def get_delta_interval(self) -> float:
         return 0.0 if self.scope["url_route"]["kwargs"].get("client") == "http_every" else conf.STREAM_DELTA_INTERVAL
 
+    #: The floor's connection kept from its last request (a server that keeps them alive).
+    kept: dict[str, Any] | None = None
+
+    async def disconnect(self, code: int) -> None:
+        if self.kept and (connection := self.kept.pop("connection", None)):
+            connection[1].close()
+
     def tokens(self, text: str) -> AsyncIterator[str]:
         kwargs = self.scope["url_route"]["kwargs"]
+        if kwargs["client"] in ("http", "http_every"):
+            self.kept = {} if self.kept is None else self.kept
+            return http_tokens(kwargs["window"], text, kept=self.kept)
         return CLIENTS[kwargs["client"]](kwargs["window"], text)
 
 
@@ -199,7 +217,8 @@ class StoringClientConsumer(BareClientConsumer):
             await self.answer(content["text"], str(turn.turn_id), turn.human.pk, turn.ai.pk, store)
 
     def tokens(self, text: str) -> AsyncIterator[str]:
-        return http_tokens(self.scope["url_route"]["kwargs"]["window"], text, self.usage)
+        self.kept = {} if self.kept is None else self.kept
+        return http_tokens(self.scope["url_route"]["kwargs"]["window"], text, self.usage, self.kept)
 
 
 application = ProtocolTypeRouter(

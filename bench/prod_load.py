@@ -65,13 +65,14 @@ PRODUCTION_RESULTS = ws_load.RESULTS_DIR / "production.md"
 PRODUCTION_PROFILE = ws_load.RESULTS_DIR / "profile-production.md"
 
 
-def ab_plan(tokens: int, window: int) -> dict[str, list[dict]]:
+def ab_plan(tokens: int, window: int, keep_alive: bool = False) -> dict[str, list[dict]]:
     """``--ab``: the floor, the floor plus our storage and the app's fast path, alternating,
     ``AB_REPEATS`` times each, on SQLite (the report's headline takes each one's smallest run,
-    as for ``make bench``)."""
+    as for ``make bench``). ``keep_alive``: the model server keeps connections alive and sends
+    chunked bodies, as api.openai.com does (the floor then keeps its connection too)."""
     return {"sqlite": [
         {"name": f"{consumer}-{tokens}t-w{window}-{repeat + 1}", "consumer": consumer, "tokens": tokens, "window": window,
-         "n": N, "processes": 1, "phase": QUICK_PHASE}
+         "n": N, "processes": 1, "phase": QUICK_PHASE, "keep_alive": keep_alive}
         for repeat in range(AB_REPEATS) for consumer in REPEATED
     ]}  # fmt: skip
 
@@ -184,7 +185,7 @@ def run_one(run: dict, env: dict[str, str]) -> dict:
         paths = [f"ws/prod/bare/{run['consumer']}/{run['window']}/"] * (run["n"] + run["processes"])
         paths, warm_paths = paths[run["processes"]:], paths[: run["processes"]]
     connection.close()
-    model_server = ModelServer(run["tokens"])
+    model_server = ModelServer(run["tokens"], run.get("keep_alive", False))
     servers: list[ws_load.Daphne] = []
     try:
         run_env = {**env, "PYHUB_AI_BENCH_OPENAI_BASE_URL": model_server.base_url,
@@ -247,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=200, help="with --quick or --ab: tokens per reply (default 200)")
     parser.add_argument("--ab", action="store_true", help="only the floor, the floor plus our storage and the app, alternating, 3 runs each; prints, writes nothing")
     parser.add_argument("--window", type=int, default=50, help="with --ab: stored messages in the prompt (default 50)")
+    parser.add_argument("--keep-alive", action="store_true", help="with --ab: the model server keeps connections alive (chunked bodies), as api.openai.com")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy run")
     parser.add_argument("--budget", type=float, default=900, help="seconds for all runs; runs that do not fit are skipped (default 900)")
     parser.add_argument("--worker", choices=["sqlite", "postgres"], help=argparse.SUPPRESS)
@@ -266,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     command = os.environ.get("PYHUB_AI_BENCH_COMMAND") or "python -m bench.prod_load " + " ".join(argv if argv is not None else sys.argv[1:])
     ws_load.raise_nofile_limit()
     deadline, started, groups = time.time() + args.budget, time.perf_counter(), []
-    planned = ab_plan(args.tokens, args.window) if args.ab else plan(scenarios, args.quick, not args.no_profile, args.tokens)
+    planned = ab_plan(args.tokens, args.window, args.keep_alive) if args.ab else plan(scenarios, args.quick, not args.no_profile, args.tokens)
     for group, runs in planned.items():
         print(f"==> production path, {group}: {len(runs)} runs", flush=True)
         try:
