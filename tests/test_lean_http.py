@@ -363,10 +363,11 @@ async def test_a_chunked_body_is_read_whatever_its_pieces_with_extensions_and_tr
     ("pieces", "close_after"),
     [
         ([b"zz\r\ndata: x\r\n"], False),  # a size that is not hexadecimal
+        ([b"-5\r\ndata: x\r\n"], False),  # nor a size
         ([sse_chunked_body(["One"])[:40]], True),  # the server goes away in the middle of a chunk
         ([b"1" * 70_000], False),  # a size line longer than any line may be
     ],
-    ids=["malformed size", "cut midway", "endless line"],
+    ids=["malformed size", "negative size", "cut midway", "endless line"],
 )
 async def test_a_broken_chunked_body_is_the_sdks_connection_error(pieces, close_after):
     listener, base_url = await serve_chunked(pieces, close_after=close_after)
