@@ -386,11 +386,10 @@ class _Body(httpx2.AsyncByteStream):
         arrival, where reading the size line and then the data and its CRLF with the reader's
         ``readuntil``/``readexactly`` took two reads per event, and 4 Python calls more per
         event (63.4 against 59.4 per token of a 200-token turn, ``bench.turn_calls``,
-        2026-11-30). Chunk
-        extensions are ignored and the trailer section is read to its end; bytes that follow
-        the body (a server that answers before it is asked) make the connection unusable.
-        Iterating the body again (the SDK drains it after ``[DONE]``) goes on where the last
-        iteration stopped."""
+        2026-11-30). Chunk extensions are ignored and the trailer section is read to its end;
+        bytes that follow the body (a server that answers before it is asked) make the
+        connection unusable. Iterating the body again (the SDK drains it after ``[DONE]``) goes
+        on where the last iteration stopped."""
         connection, request, buffer = self.connection, self.request, self.unread
         if self.done or connection is None:
             return
@@ -480,7 +479,7 @@ def _request_head(request: httpx2.Request, body: bytes) -> bytes:
 def _chunk_size(line: bytearray, request: httpx2.Request) -> int:
     """The size in a chunk's size line (its extensions after ``;`` ignored)."""
     try:
-        size = int(bytes(line).split(b";", 1)[0], 16)
+        size = int(line.split(b";", 1)[0], 16)
     except ValueError:
         size = -1
     if size < 0:
