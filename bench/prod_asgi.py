@@ -154,27 +154,29 @@ async def langchain_tokens(window: int, text: str) -> AsyncIterator[str]:
             yield chunk.text
 
 
-CLIENTS = {"http": http_tokens, "http_every": http_tokens, "sdk": sdk_tokens, "langchain": langchain_tokens}
+#: The baselines' clients but the floor (``http``, ``http_every``: ``http_tokens``, which keeps its connection).
+CLIENTS = {"sdk": sdk_tokens, "langchain": langchain_tokens}
 
 
 class BareClientConsumer(BareStreamConsumer):
     """The baselines: the app's frames (bench/load_asgi.py's bare consumer, deltas gathered as
     the app gathers them), nothing stored, the reply from the model server."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: The floor's connection kept from its last request (a server that keeps them alive).
+        self.kept: dict[str, Any] = {}
+
     def get_delta_interval(self) -> float:
         return 0.0 if self.scope["url_route"]["kwargs"].get("client") == "http_every" else conf.STREAM_DELTA_INTERVAL
 
-    #: The floor's connection kept from its last request (a server that keeps them alive).
-    kept: dict[str, Any] | None = None
-
     async def disconnect(self, code: int) -> None:
-        if self.kept and (connection := self.kept.pop("connection", None)):
+        if connection := self.kept.pop("connection", None):
             connection[1].close()
 
     def tokens(self, text: str) -> AsyncIterator[str]:
         kwargs = self.scope["url_route"]["kwargs"]
         if kwargs["client"] in ("http", "http_every"):
-            self.kept = {} if self.kept is None else self.kept
             return http_tokens(kwargs["window"], text, kept=self.kept)
         return CLIENTS[kwargs["client"]](kwargs["window"], text)
 
@@ -217,7 +219,6 @@ class StoringClientConsumer(BareClientConsumer):
             await self.answer(content["text"], str(turn.turn_id), turn.human.pk, turn.ai.pk, store)
 
     def tokens(self, text: str) -> AsyncIterator[str]:
-        self.kept = {} if self.kept is None else self.kept
         return http_tokens(self.scope["url_route"]["kwargs"]["window"], text, self.usage, self.kept)
 
 
