@@ -46,6 +46,15 @@ def chat_model(base_url: str, **kwargs) -> ChatOpenAI:
     return ChatOpenAI(**{"model": "gpt-4o-mini", "api_key": "sk-test-lean", "base_url": base_url, "max_retries": 0, **kwargs})
 
 
+def sse_events(texts) -> list[bytes]:
+    """The server-sent events of a chat completions stream of ``texts``, then ``[DONE]``."""
+    import json
+
+    events = [{"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
+               "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]} for text in texts]  # fmt: skip
+    return [b"data: %s\n\n" % json.dumps(event).encode() for event in events] + [b"data: [DONE]\n\n"]
+
+
 async def streamed_text(client, **kwargs) -> str:
     """One streamed completion through the SDK's ``create()``, joined."""
     stream = await client.chat.completions.create(
@@ -139,15 +148,12 @@ async def test_a_body_ends_at_its_content_length_whatever_follows_it():
 async def test_a_compressed_stream_is_decoded_before_its_events_are_read():
     import asyncio
     import gzip
-    import json
 
     from langchain_core.messages import HumanMessage
 
     from pyhub_ai.openai_stream import openai_reply_stream
 
-    events = [{"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
-               "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]} for word in ("Packed ", "text.")]  # fmt: skip
-    body = gzip.compress(b"".join(b"data: %s\n\n" % json.dumps(event).encode() for event in events) + b"data: [DONE]\n\n")
+    body = gzip.compress(b"".join(sse_events(["Packed ", "text."])))
 
     async def answer(reader, writer):
         await reader.readuntil(b"\r\n\r\n")
@@ -311,13 +317,7 @@ async def test_each_fast_request_carries_its_own_body_to_the_clients_current_bas
 
 def sse_chunked_body(texts, *, extension=b"", trailers=b""):
     """A chat completions stream as a chunked body: one chunk per event, then the last chunk."""
-    import json
-
-    events = [{"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
-               "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]} for text in texts]  # fmt: skip
-    body = b""
-    for data in [b"data: " + json.dumps(event).encode() + b"\n\n" for event in events] + [b"data: [DONE]\n\n"]:
-        body += b"%x%s\r\n%s\r\n" % (len(data), extension, data)
+    body = b"".join(b"%x%s\r\n%s\r\n" % (len(data), extension, data) for data in sse_events(texts))
     return body + b"0\r\n" + trailers + b"\r\n"
 
 
