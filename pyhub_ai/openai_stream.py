@@ -16,9 +16,9 @@ work that produces nothing the app uses:
   which is why this path is only taken when no callback handler or tracer would see the call;
 * httpx2's default transport (httpcore2 and h11, with anyio cancel scopes around every read)
   and the SDK's line-by-line SSE decoder: skipping the three above left 8.9 ms, of which
-  reading and decoding the body were most; ``lean_http.py`` reads the bytes and ``_events()``
-  decodes them (the same model client, 12.6 → 5.7–6.4 ms in one run against a floor of
-  3.9–5.1 ms; ``bench/results/production.md`` has the figures through the websocket).
+  reading and decoding the body were most; ``lean_http.py`` reads the bytes and
+  ``_EventDecoder`` decodes them (the same model client, 12.6 → 5.7–6.4 ms in one run against
+  a floor of 3.9–5.1 ms; ``bench/results/production.md`` has the figures through the websocket).
 
 What stays the same as ``ChatOpenAI.astream``, so the stored message and the frames are too:
 
@@ -33,8 +33,8 @@ What stays the same as ``ChatOpenAI.astream``, so the stored message and the fra
   client), the request goes through a copy of its client on ``lean_http.LeanTransport`` (same
   SSL verification, socket options, timeouts), and ``openai_direct`` sends it to that transport
   itself: the SDK's request, built once per client, with the SDK's retries and errors;
-* the events: ``_events()`` does what the SDK's ``AsyncStream`` does for a chat completions
-  stream (``cast_to=object``: plain dicts), so ``[DONE]``, error events (``APIError``) and
+* the events: ``texts()`` and ``_EventDecoder`` do what the SDK's ``AsyncStream`` does for a
+  chat completions stream (``cast_to=object``: plain dicts), so ``[DONE]``, error events (``APIError``) and
   transport errors mid-stream (``APIConnectionError``/``APITimeoutError``) are raised as
   before, and langchain-openai's own handlers map them to the same exception types;
 * the message: LangChain's ``_convert_chunk_to_generation_chunk`` and
@@ -59,6 +59,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import json.scanner
 import logging
 import re
 import weakref
@@ -110,6 +111,10 @@ _PLAIN_DICTS: dict[tuple[type, str, str | None], dict[str, Any]] = {}
 _PLAIN_DICTS_MAX = 4096
 #: Seconds to read what follows ``[DONE]`` (the end of the body), so the connection is reused.
 _DRAIN_SECONDS = 1.0
+#: What ``json.loads`` calls to decode a value: ``_EventDecoder`` calls it straight, where
+#: ``json.loads(data)`` runs four Python functions around it for every event (3 Python calls per
+#: token less; a JSON value with whitespace around it, or no value, still goes to ``json.loads``).
+_scan_json = json.scanner.make_scanner(json.JSONDecoder())
 #: Options of the SDK's ``create()`` that are not part of the JSON body.
 _REQUEST_OPTIONS = ("extra_headers", "extra_query", "timeout")
 
@@ -148,8 +153,10 @@ def openai_reply_stream(llm: Any, prompt: list[BaseMessage]) -> OpenAIReplyStrea
     if stream_usage:
         kwargs["stream_options"] = {"include_usage": stream_usage}
     messages = list(prompt)
-    if any(type(message.content) is not str for message in messages):  # text needs no normalizing
-        messages = _normalize_messages(messages)
+    for message in messages:  # text needs no normalizing (a loop: any() costs a call per message)
+        if type(message.content) is not str:
+            messages = _normalize_messages(messages)
+            break
     payload = _request_payload(llm, messages, stop, kwargs)
     if "response_format" in payload or llm._use_responses_api(payload):
         return None
@@ -224,26 +231,31 @@ class OpenAIReplyStream:
         self._finished = False
 
     async def texts(self) -> AsyncIterator[str]:
-        """The text of every event as it arrives (``""`` for events without text)."""
-        parts = self._parts
+        """The text of every event as it arrives (``""`` for events without text).
+
+        The body's bytes come straight from ``body_chunks()`` and ``_EventDecoder`` decodes them
+        with plain calls: every async generator between the socket and ``stream_reply``'s loop
+        costs two Python calls per event (resumed when bytes arrive, asked for the next), and
+        two such layers (the SSE lines, then their JSON) made 4 of the 23 calls per token that
+        this path added to a 200-token turn (``bench.turn_calls``, 2026-11-30)."""
         try:
             response = await _open_response(lean_client_for(self.llm.root_async_client), self.body, self.options)
             try:
-                async for event in _events(response):
-                    text = _plain_text(event) if parts else None
-                    if text is not None:
-                        run = parts[-1]
-                        if type(run) is list:
-                            run.append(text)
-                        else:
-                            parts.append([text])
-                        yield text
-                        continue
-                    chunk = self.llm._convert_chunk_to_generation_chunk(event, self._default_class, {})
-                    if chunk is not None:  # as ChatOpenAI._astream (no response headers: no base info)
-                        self._default_class = chunk.message.__class__
-                        parts.append(chunk)
-                        yield chunk.text
+                chunks = body_chunks(response)
+                decoder = _EventDecoder(response.request)
+                try:
+                    while not decoder.done:
+                        for event in decoder.feed(await anext(chunks, None)):
+                            text = self._add(event)
+                            if text is not None:
+                                yield text
+                    if decoder.error is not None:
+                        raise decoder.error
+                    await _drain(chunks)
+                except timeout_exceptions() as exc:
+                    raise openai.APITimeoutError(request=response.request) from exc
+                except request_exceptions() as exc:
+                    raise openai.APIConnectionError(request=response.request) from exc
             finally:
                 await response.aclose()
         except openai.BadRequestError as exc:
@@ -252,10 +264,52 @@ class OpenAIReplyStream:
             _handle_openai_api_error(exc)
         self._finished = True
 
+    def _add(self, event: dict[str, Any]) -> str | None:
+        """Add one event to the reply, and return its text (``None`` when LangChain's conversion
+        makes no chunk of it, as ``ChatOpenAI._astream`` skips it).
+
+        An event that carries nothing but text (no tool call, role but the assistant's, finish
+        reason, usage, logprobs or id; the first event of a stream, with the assistant's role
+        and empty text, is one) becomes ``AIMessageChunk(content=text)`` with the metadata every
+        chunk has, so a run of them is kept as their texts and converted once, joined, in
+        ``reply()``; any other event is converted now."""
+        parts = self._parts
+        choices = event.get("choices")
+        if choices and not event.get("usage") and not event.get("type"):
+            choice = choices[0]
+            delta = choice.get("delta")
+            if not (
+                delta is None
+                or choice.get("finish_reason")
+                or choice.get("logprobs")
+                or delta.get("tool_calls")
+                or delta.get("function_call")
+                or delta.get("id")
+                or delta.get("role") not in (None, "assistant")
+            ):
+                text = delta.get("content")
+                if text is None:
+                    text = ""
+                if type(text) is str:
+                    if parts and type(parts[-1]) is list:
+                        parts[-1].append(text)
+                    else:
+                        parts.append([text])
+                    return text
+        chunk = self.llm._convert_chunk_to_generation_chunk(event, self._default_class, {})
+        if chunk is None:
+            return None
+        self._default_class = chunk.message.__class__  # as ChatOpenAI._astream (no response headers: no base info)
+        parts.append(chunk)
+        return chunk.text
+
     def reply(self) -> AIMessageChunk | None:
         """The reply streamed so far, as ``add_ai_message_chunks`` of the chunks that
-        ``ChatOpenAI.astream`` would have yielded (with its last, empty chunk once the stream
-        has ended)."""
+        ``ChatOpenAI.astream`` would have yielded.
+
+        Once the stream has ended, ``astream`` yields one more chunk: empty, with
+        ``chunk_position="last"``. Adding an empty chunk changes nothing but the position, so
+        the last chunk is marked ``"last"`` instead (one message to build and add less)."""
         messages: list[AIMessageChunk] = []
         for part in self._parts:
             if type(part) is list:
@@ -270,9 +324,8 @@ class OpenAIReplyStream:
             messages.append(message)
         if not messages:
             return None
-        if self._finished and isinstance(messages[-1], AIMessageChunk) and not messages[-1].chunk_position:
-            empty = "" if isinstance(messages[-1].content, str) else []
-            messages.append(AIMessageChunk(content=empty, chunk_position="last", id=self.run_id))
+        if self._finished and isinstance(messages[-1], AIMessageChunk):
+            messages[-1].chunk_position = "last"
         return add_ai_message_chunks(messages[0], *messages[1:])
 
 
@@ -317,86 +370,86 @@ def _post_stream(client: Any, body: dict[str, Any], options: dict[str, Any]) -> 
     return client.request(object, request_options, stream=True, stream_cls=_STREAM_CLS)
 
 
-async def _events(response: Any) -> AsyncIterator[Any]:
-    """The decoded JSON of each server-sent event of ``response`` until ``[DONE]``: what
-    ``AsyncStream`` yields for a chat completions stream (``cast_to=object``), with its errors
-    (an event with ``error`` raises ``APIError``; a transport error ``APITimeoutError`` or
-    ``APIConnectionError``), from fewer objects per event."""
-    chunks = body_chunks(response)
-    try:
-        async for data in _sse_data(chunks):
-            if data.startswith(b"[DONE]"):
-                with contextlib.suppress(TimeoutError, *request_exceptions()):
-                    async with asyncio.timeout(_DRAIN_SECONDS):  # the rest of the body: the connection is kept
-                        async for _ in chunks:
-                            pass
-                return
-            event = json.loads(data)
-            if type(event) is dict and event.get("error"):
-                error = event["error"]
-                message = error.get("message") if isinstance(error, dict) else None
-                if not message or not isinstance(message, str):
-                    message = "An error occurred during streaming"
-                raise openai.APIError(message=message, request=response.request, body=error)
-            yield event
-    except timeout_exceptions() as exc:
-        raise openai.APITimeoutError(request=response.request) from exc
-    except request_exceptions() as exc:
-        raise openai.APIConnectionError(request=response.request) from exc
+async def _drain(chunks: AsyncIterator[bytes]) -> None:
+    """Read what follows ``[DONE]`` (the end of the body, for ``_DRAIN_SECONDS`` at most), so
+    the connection can be kept for the next request (``OpenAIReplyStream.texts``)."""
+    with contextlib.suppress(TimeoutError, *request_exceptions()):
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            async for _ in chunks:
+                pass
 
 
-async def _sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The data of each server-sent event in ``chunks`` (the WHATWG event stream format: lines
-    end with CR, LF or CRLF; an event's ``data`` lines are joined with LF; an empty line ends
-    it). Comments and the ``event``, ``id`` and ``retry`` fields are skipped: a chat
-    completions stream carries everything in ``data``."""
-    pending = b""
-    skip_lf = False
-    data: list[bytes] = []
-    async for chunk in chunks:
-        if skip_lf and chunk[:1] == b"\n":
+class _EventDecoder:
+    """The events of a chat completions stream, decoded from the bytes of each read: what the
+    SDK's ``AsyncStream`` yields for it (``cast_to=object``: the JSON of each event), with its
+    errors, from fewer objects per event. ``OpenAIReplyStream.texts`` calls ``feed()``.
+
+    The event stream format is WHATWG's: lines end with CR, LF or CRLF; an event's ``data``
+    lines are joined with LF; an empty line ends it. Comments and the ``event``, ``id`` and
+    ``retry`` fields are skipped: a chat completions stream carries everything in ``data``."""
+
+    def __init__(self, request: Any) -> None:
+        self.request = request
+        #: Whether the stream ended: ``[DONE]``, the end of the body, or an error.
+        self.done = False
+        #: What ``feed()`` stopped at, raised by the caller after the events before it: an
+        #: ``openai.APIError`` for an event with ``error``, or the JSON's decoding error.
+        self.error: Exception | None = None
+        self._pending = b""  # the start of a line
+        self._skip_lf = False  # the last bytes ended with CR: an LF that follows ends no line
+        self._data: list[bytes] = []  # the data lines of the event so far
+
+    def feed(self, chunk: bytes | None) -> list[Any]:
+        """The events that ``chunk`` completes; ``None`` is the end of the body (a last event
+        that no empty line ended still counts, as the SDK counts it)."""
+        if self.done:
+            return []
+        if chunk is None:
+            self.done = True
+            chunk = b"\n\n"
+        if self._skip_lf and chunk[:1] == b"\n":
             chunk = chunk[1:]
         if b"\r" in chunk:
-            skip_lf = chunk.endswith(b"\r")
+            self._skip_lf = chunk.endswith(b"\r")
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         else:
-            skip_lf = False
-        lines = (pending + chunk).split(b"\n") if pending else chunk.split(b"\n")
-        pending = lines.pop()
+            self._skip_lf = False
+        lines = (self._pending + chunk).split(b"\n") if self._pending else chunk.split(b"\n")
+        self._pending = lines.pop()
+        events = []
+        data = self._data
         for line in lines:
-            if not line:
-                if data:
-                    yield data[0] if len(data) == 1 else b"\n".join(data)
-                    data = []
-            elif line.startswith(b"data:"):
+            if line.startswith(b"data:"):
                 data.append(line[6:] if line[5:6] == b" " else line[5:])
-    if pending.startswith(b"data:"):
-        data.append(pending[6:] if pending[5:6] == b" " else pending[5:])
-    if data:
-        yield b"\n".join(data)
+            elif not line and data:
+                raw = data[0] if len(data) == 1 else b"\n".join(data)
+                data.clear()
+                if raw.startswith(b"[DONE]"):
+                    self.done = True
+                    break
+                try:
+                    text = raw.decode()
+                    try:
+                        event, end = _scan_json(text, 0)
+                    except StopIteration:
+                        end = -1
+                    if end != len(text):  # not one JSON value alone: json.loads decides, with its error
+                        event = json.loads(text)
+                except ValueError as exc:  # including the text's UnicodeDecodeError
+                    self.error = exc
+                    self.done = True
+                    break
+                if type(event) is dict and event.get("error"):
+                    self.error = _api_error(event["error"], self.request)
+                    self.done = True
+                    break
+                events.append(event)
+        return events
 
 
-def _plain_text(event: dict[str, Any]) -> str | None:
-    """The text of an event that carries nothing but text (``None`` for any other event).
-
-    Such an event becomes ``AIMessageChunk(content=text)`` with the metadata every chunk has,
-    so a run of them merges into one chunk of their joined text."""
-    choices = event.get("choices")
-    if not choices or event.get("usage") or event.get("type"):
-        return None
-    choice = choices[0]
-    delta = choice.get("delta")
-    if (
-        delta is None
-        or choice.get("finish_reason")
-        or choice.get("logprobs")
-        or delta.get("tool_calls")
-        or delta.get("function_call")
-        or delta.get("id")
-        or delta.get("role") not in (None, "assistant")
-    ):
-        return None
-    content = delta.get("content")
-    if content is None:
-        return ""
-    return content if type(content) is str else None
+def _api_error(error: Any, request: Any) -> openai.APIError:
+    """The ``APIError`` the SDK raises for an event whose ``error`` is ``error``."""
+    message = error.get("message") if isinstance(error, dict) else None
+    if not message or not isinstance(message, str):
+        message = "An error occurred during streaming"
+    return openai.APIError(message=message, request=request, body=error)

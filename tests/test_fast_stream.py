@@ -9,6 +9,7 @@ times, LangChain's random run id).
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import pytest
@@ -166,6 +167,47 @@ async def both_paths(settings, server: FakeOpenAI, route: str, user, *replies, b
         result["requests"] = [(r.method, r.path, r.headers, r.body) for r in server.requests[before:]]
         results.append(result)
     return results[0], results[1]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(text=REPLY),
+        Reply(text=REPLY, finish_reason="length", delta_extra={"refusal": None, "reasoning_content": "thinking"}),
+        Reply(text="Let me look.", tool_calls=[ToolCall("get_weather", '{"city": "Seoul"}', id="call_weather")]),
+        Reply(text=REPLY, error_after=3),
+    ],
+    ids=["plain", "length-with-extra-fields", "tool-call", "error-midway"],
+)
+async def test_the_fast_reply_is_the_sum_of_the_chunks_astream_yields(server, reply):
+    """``OpenAIReplyStream.reply()`` against ``ChatOpenAI.astream``, message to message (the
+    position of the last chunk, usage, metadata, tool call chunks), not only as stored."""
+    from langchain_core.messages import HumanMessage
+    from langchain_core.messages.ai import add_ai_message_chunks
+
+    from pyhub_ai.openai_stream import openai_reply_stream
+
+    llm = ChatOpenAI(model="gpt-4o-mini", api_key=KEY, base_url=server.base_url, stream_usage=True, max_retries=0)
+    prompt = [HumanMessage("What is the weather in Seoul?")]
+    server.answer_with(reply)
+    chunks = []
+    with pytest.raises(Exception) if reply.error_after else nullcontext() as standard_error:
+        async for chunk in llm.astream(prompt):
+            chunks.append(chunk)
+    server.answer_with(reply)
+    stream = openai_reply_stream(llm, prompt)
+    assert stream is not None
+    texts = []
+    with pytest.raises(Exception) if reply.error_after else nullcontext() as fast_error:
+        async for text in stream.texts():
+            texts.append(text)
+    expected = add_ai_message_chunks(chunks[0], *chunks[1:])
+    assert comparable(stream.reply().model_dump()) == comparable(expected.model_dump())
+    assert "".join(texts) == "".join(chunk.text for chunk in chunks)
+    if reply.error_after:
+        assert type(fast_error.value) is type(standard_error.value) and str(fast_error.value) == str(standard_error.value)
+    else:
+        assert expected.chunk_position == "last"
 
 
 async def test_a_plain_reply_with_usage_is_streamed_and_stored_the_same(settings, server, streams, user_a):

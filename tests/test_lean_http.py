@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import random
 import socket
 import ssl
@@ -22,7 +23,7 @@ from langchain_openai import ChatOpenAI
 from openai._streaming import SSEDecoder
 
 from pyhub_ai.lean_http import LeanTransport, lean_client_for
-from pyhub_ai.openai_stream import _sse_data
+from pyhub_ai.openai_stream import _EventDecoder
 
 from .fake_openai import FakeOpenAI, Reply
 
@@ -48,8 +49,6 @@ def chat_model(base_url: str, **kwargs) -> ChatOpenAI:
 
 def sse_events(texts) -> list[bytes]:
     """The server-sent events of a chat completions stream of ``texts``, then ``[DONE]``."""
-    import json
-
     events = [{"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
                "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]} for text in texts]  # fmt: skip
     return [b"data: %s\n\n" % json.dumps(event).encode() for event in events] + [b"data: [DONE]\n\n"]
@@ -122,7 +121,6 @@ async def test_a_status_error_is_the_sdks_with_the_servers_message_and_the_conne
 
 async def test_a_body_ends_at_its_content_length_whatever_follows_it():
     import asyncio
-    import json
 
     body = json.dumps({"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error"}}).encode()
 
@@ -248,26 +246,59 @@ STREAM = (
     b": a comment\r\n"
     b"data: {\"n\": 1}\r\n\r\n"
     b"event: message\ndata: {\"n\": 2}\n\n"
-    b"data: first line\ndata:second line\n\n"
+    b"data: {\"lines\":\ndata:[1, 2]}\n\n"
     b"id: 7\rdata: {\"n\": 3}\r\r"
     b"retry: 100\ndata: {\"text\": \"caf\xc3\xa9 \xed\x95\x9c\"}\n\n"
+    b"data:  {\"spaced\": true}\t \n\n"
     b"data: [DONE]\n\n"
+    b"data: {\"after\": \"done\"}\n\n"
 )
 
 
-async def test_server_sent_events_are_read_as_the_sdk_reads_them_however_the_bytes_are_split():
-    expected = [event.data.encode() for event in SSEDecoder().iter_bytes(iter([STREAM]))]
-    assert len(expected) == 6
+def split_at_random(stream: bytes, shuffle: random.Random) -> list[bytes]:
+    cuts = sorted(shuffle.sample(range(1, len(stream)), shuffle.randint(1, 12)))
+    return [stream[start:end] for start, end in zip([0, *cuts], [*cuts, len(stream)])]
+
+
+def decoded(pieces: list[bytes], ended: bool = False) -> tuple[list, _EventDecoder]:
+    """The events ``_EventDecoder`` makes of ``pieces``, fed one by one (then the end of the body)."""
+    decoder = _EventDecoder(httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions"))
+    events = [event for piece in pieces for event in decoder.feed(piece)]
+    if ended:
+        events += decoder.feed(None)
+    return events, decoder
+
+
+def test_server_sent_events_are_decoded_as_the_sdk_decodes_them_however_the_bytes_are_split():
+    sdk_events = [event.data for event in SSEDecoder().iter_bytes(iter([STREAM]))]
+    expected = [json.loads(data) for data in sdk_events[: sdk_events.index("[DONE]")]]
+    assert len(expected) == 6 and expected[2] == {"lines": [1, 2]} and expected[5] == {"spaced": True}
     shuffle = random.Random(20261130)
-    for _ in range(200):
-        cuts = sorted(shuffle.sample(range(1, len(STREAM)), shuffle.randint(1, 12)))
-        pieces = [STREAM[start:end] for start, end in zip([0, *cuts], [*cuts, len(STREAM)])]
+    for pieces in [[STREAM], list(STREAM[i : i + 1] for i in range(len(STREAM)))] + [split_at_random(STREAM, shuffle) for _ in range(200)]:
+        events, decoder = decoded(pieces)
+        assert events == expected, pieces
+        assert decoder.done and decoder.error is None  # [DONE] ends it: what follows is not read
 
-        async def chunks(pieces=pieces):
-            for piece in pieces:
-                yield piece
 
-        assert [data async for data in _sse_data(chunks())] == expected, pieces
+def test_the_last_event_counts_when_the_body_ends_without_its_empty_line():
+    for ending in (b"", b"\r", b"\n", b"\r\n"):
+        events, decoder = decoded([b"data: {\"n\": 1}\n\ndata: {\"n\": 2}" + ending], ended=True)
+        assert events == [{"n": 1}, {"n": 2}] and decoder.done, ending
+    assert decoded([b"data: {\"n\": 1}\r\r"], ended=True)[0] == [{"n": 1}]  # not twice
+
+
+def test_an_error_event_or_broken_json_stops_the_stream_after_the_events_before_it():
+    events, decoder = decoded([b'data: {"n": 1}\n\ndata: {"error": {"message": "overloaded"}}\n\ndata: {"n": 2}\n\n'])
+    assert events == [{"n": 1}] and decoder.done
+    assert type(decoder.error) is openai.APIError and decoder.error.message == "overloaded"
+    assert decoder.error.body == {"message": "overloaded"}
+    events, decoder = decoded([b'data: {"n": 1}\n\ndata: {"error": "no message"}\n\n'])
+    assert events == [{"n": 1}] and decoder.error.message == "An error occurred during streaming"
+    events, decoder = decoded([b'data: {"n": 1}\n\ndata: {"n": \n\ndata: {"n": 2}\n\n'])
+    assert events == [{"n": 1}] and isinstance(decoder.error, json.JSONDecodeError)
+    events, decoder = decoded([b'data: {"n": 1}\n\ndata: {"text": "\xff"}\n\n'])
+    assert events == [{"n": 1}] and isinstance(decoder.error, UnicodeDecodeError)  # the SDK's data is UTF-8
+    assert decoder.feed(b'data: {"n": 3}\n\n') == []
 
 
 def test_the_fast_paths_payload_is_langchains_for_every_kind_of_message():

@@ -22,6 +22,7 @@ from ..history import DjangoChatMessageHistory, DuplicateMessage, ThreadAlreadyS
 from ..ledger import ModelCall
 from ..llm import STARTER_FLAG, OpenAIReplyStream, ReplyStream, parse_model, reply_stream
 from ..locks import Lease, ThreadBusy, is_locked, thread_lock
+from ..loop_clock import loop_clock
 from ..models import Attachment, ConversationMessage
 from ..usage import UsageLimited, Visitor, admit_model_call
 from .protocol import FrameError
@@ -432,17 +433,17 @@ class ChatMixin:
         ledger with its reply (``turn.call``, see ``pyhub_ai.ledger``).
         """
         self.begin_model_call(turn, prompt)
-        loop = asyncio.get_running_loop()
         self._reply_stream = stream = reply_stream(llm, prompt)
         self._texts = texts = []
         relay = TextRelay(self, history, turn, texts)
         # Read once per reply: this loop runs for every token.
+        clock = loop_clock(asyncio.get_running_loop())
         timeout = conf.LLM_TIMEOUT
         timeout = min(timeout, stream.chunk_timeout or timeout)
-        deadline_moved = loop.time()
+        deadline_moved = clock()
         async with asyncio.timeout(timeout) as deadline:
             async for text in stream.texts():
-                now = loop.time()
+                now = clock()
                 if now - deadline_moved >= timeout / 10:  # moving it for every token costs a timer per token
                     deadline.reschedule(now + timeout)
                     deadline_moved = now
