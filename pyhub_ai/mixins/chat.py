@@ -85,6 +85,20 @@ class TextRelay:
             self.unsent.clear()
 
 
+async def _relay_stream(stream: ReplyStream | OpenAIReplyStream, relay: TextRelay, timeout: float) -> None:
+    """Relay every text of ``stream`` (``ChatMixin.stream_reply``); ``TimeoutError`` when the
+    model sends nothing for ``timeout`` seconds."""
+    clock = loop_clock(asyncio.get_running_loop())  # read once per reply: this loop runs for every token
+    deadline_moved = clock()
+    async with asyncio.timeout(timeout) as deadline:
+        async for text in stream.texts():
+            now = clock()
+            if now - deadline_moved >= timeout / 10:  # moving it for every token costs a timer per token
+                deadline.reschedule(now + timeout)
+                deadline_moved = now
+            await relay.add(text, now)
+
+
 class ChatMixin:
     """Runs turns, one at a time per connection, as a task the consumer can cancel.
 
@@ -104,7 +118,6 @@ class ChatMixin:
     _streaming: bool = False
     _stop_requested: bool = False
     _reply_stream: ReplyStream | OpenAIReplyStream | None = None
-    _texts: list[str] | None = None
     _turn_versions: dict[int, list[int]] | None = None
 
     def is_turn_running(self) -> bool:
@@ -434,20 +447,13 @@ class ChatMixin:
         """
         self.begin_model_call(turn, prompt)
         self._reply_stream = stream = reply_stream(llm, prompt)
-        self._texts = texts = []
-        relay = TextRelay(self, history, turn, texts)
-        # Read once per reply: this loop runs for every token.
-        clock = loop_clock(asyncio.get_running_loop())
+        relay = TextRelay(self, history, turn, [])
         timeout = conf.LLM_TIMEOUT
-        timeout = min(timeout, stream.chunk_timeout or timeout)
-        deadline_moved = clock()
-        async with asyncio.timeout(timeout) as deadline:
-            async for text in stream.texts():
-                now = clock()
-                if now - deadline_moved >= timeout / 10:  # moving it for every token costs a timer per token
-                    deadline.reschedule(now + timeout)
-                    deadline_moved = now
-                await relay.add(text, now)
+        # A task of its own reads the stream: each arrival of bytes then resumes _relay_stream
+        # and the stream's generators only, not every coroutine of the turn that awaits this one
+        # (run_turn, run_locked_turn, each mixin's produce_reply), 5 Python calls per arrival
+        # (bench.turn_calls, 2026-11-30). Cancelling the turn cancels it: the turn awaits it.
+        await asyncio.create_task(_relay_stream(stream, relay, min(timeout, stream.chunk_timeout or timeout)))
         await relay.flush()
         return self._partial_reply
 
