@@ -698,7 +698,7 @@ def _run_group(group: str, runs: list[dict], deadline: float, module: str = "ben
         env.pop("PYHUB_AI_BENCH_LOAD_REDIS_URL", None)
 
         def remove_files() -> None:
-            for suffix in ("", "-journal", "-wal", "-shm"):
+            for suffix in ("", "-journal", "-wal", "-shm", ".migrated"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
 
         remove_files()

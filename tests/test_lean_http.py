@@ -409,3 +409,23 @@ async def test_a_broken_chunked_body_is_the_sdks_connection_error(pieces, close_
         assert type(raised.value) is openai.APIConnectionError  # refused as broken, not waited for until the timeout
     finally:
         listener.close()
+
+
+def test_the_loop_clock_is_the_loops_own_time():
+    import asyncio
+    import time
+
+    from pyhub_ai.loop_clock import loop_clock
+
+    class OwnClockLoop(asyncio.SelectorEventLoop):
+        def time(self) -> float:
+            return 42.0
+
+    default, own = asyncio.new_event_loop(), OwnClockLoop()
+    try:
+        assert loop_clock(default) is time.monotonic
+        assert abs(loop_clock(default)() - default.time()) < 1.0
+        assert loop_clock(own)() == 42.0
+    finally:
+        default.close()
+        own.close()
