@@ -34,9 +34,10 @@ What stays the same as ``ChatOpenAI.astream``, so the stored message and the fra
   SSL verification, socket options, timeouts), and ``openai_direct`` sends it to that transport
   itself: the SDK's request, built once per client, with the SDK's retries and errors;
 * the events: ``texts()`` and ``_EventDecoder`` do what the SDK's ``AsyncStream`` does for a
-  chat completions stream (``cast_to=object``: plain dicts), so ``[DONE]``, error events (``APIError``) and
-  transport errors mid-stream (``APIConnectionError``/``APITimeoutError``) are raised as
-  before, and langchain-openai's own handlers map them to the same exception types;
+  chat completions stream (``cast_to=object``: plain dicts), so ``[DONE]``, error events
+  (``APIError``) and transport errors mid-stream (``APIConnectionError``/``APITimeoutError``)
+  are raised as before, and langchain-openai's own handlers map them to the same exception
+  types;
 * the message: LangChain's ``_convert_chunk_to_generation_chunk`` and
   ``add_ai_message_chunks`` build the reply from the events when it is asked for
   (``reply()``), with the metadata and ids ``BaseChatModel.astream`` gives each chunk. The one
@@ -268,9 +269,9 @@ class OpenAIReplyStream:
         """Add one event to the reply, and return its text (``None`` when LangChain's conversion
         makes no chunk of it, as ``ChatOpenAI._astream`` skips it).
 
-        An event that carries nothing but text (no tool call, role but the assistant's, finish
-        reason, usage, logprobs or id; the first event of a stream, with the assistant's role
-        and empty text, is one) becomes ``AIMessageChunk(content=text)`` with the metadata every
+        An event that carries nothing but text (no tool call, finish reason, usage, logprobs or
+        id, and no role but the assistant's: a stream's first event, the assistant's role with
+        empty text, is one) becomes ``AIMessageChunk(content=text)`` with the metadata every
         chunk has, so a run of them is kept as their texts and converted once, joined, in
         ``reply()``; any other event is converted now."""
         parts = self._parts
