@@ -235,10 +235,12 @@ class OpenAIReplyStream:
         """The text of every event as it arrives (``""`` for events without text).
 
         The body's bytes come straight from ``body_chunks()`` and ``_EventDecoder`` decodes them
-        with plain calls: every async generator between the socket and ``stream_reply``'s loop
-        costs two Python calls per event (resumed when bytes arrive, asked for the next), and
-        two such layers (the SSE lines, then their JSON) made 4 of the 23 calls per token that
-        this path added to a 200-token turn (``bench.turn_calls``, 2026-11-30)."""
+        with plain calls: every async generator between the socket and the loop that relays the
+        texts costs two Python calls per event (resumed when bytes arrive, asked for the next).
+        With that, ``lean_http`` reading the ``StreamReader`` itself, the C JSON scanner and the
+        stream read by a task of its own (``ChatMixin.stream_reply``), the app's event loop
+        makes 49.7 Python calls per token of a 200-token turn, where it made 66.7 and the
+        floor's minimal client makes 62.5 (``bench.turn_calls``, 2026-11-30)."""
         try:
             response = await _open_response(lean_client_for(self.llm.root_async_client), self.body, self.options)
             try:
