@@ -68,7 +68,7 @@ class DirectSender:
         headers["Content-Length"] = str(len(content))
         headers["x-stainless-retry-count"] = str(retries_taken)
         request = httpx2.Request(self.method, self.url, headers=headers, stream=httpx2.ByteStream(content), extensions=self.extensions)
-        request.read()
+        request.read()  # the body as request.content, as content= sets it
         if self.http_client.cookies:
             httpx2.Cookies(self.http_client.cookies).set_cookie_header(request)
         return request
