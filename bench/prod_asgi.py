@@ -196,10 +196,10 @@ class StoringClientConsumer(BareClientConsumer):
         if not isinstance(content, dict) or content.get("type") != "user_message" or not isinstance(content.get("text"), str):
             await super().receive_json(content, **kwargs)  # the floor's error frame
             return
-        kwargs = self.scope["url_route"]["kwargs"]
-        pk, question = kwargs["conversation_pk"], HumanMessage(content=content["text"])
+        route = self.scope["url_route"]["kwargs"]
+        pk, question = route["conversation_pk"], HumanMessage(content=content["text"])
         if self.history is None:  # one per connection, as the app's (it keeps the window it read)
-            self.history = DjangoChatMessageHistory(conversation=pk, visitor_key=f"bench-{pk}", max_messages=kwargs["window"])
+            self.history = DjangoChatMessageHistory(conversation=pk, visitor_key=f"bench-{pk}", max_messages=route["window"])
         history, address = self.history, (self.scope.get("client") or ("",))[0]
 
         def start(lease: Lease) -> Turn:  # in the transaction that takes the lock, as the app's

@@ -1,9 +1,9 @@
 """Search a user's own messages (the visible ones of people and the model).
 
 ``search_messages(user, query)`` is called by the demo's search page (example.views.search). It
-reads the full-text index of migration 0006: SQLite's FTS5 table (kept by triggers; a reply is
-indexed once it has stopped streaming, migration 0010) (``unicode61`` words, each
-term matched as a prefix, so "스타벅스" finds "스타벅스에서": Korean particles follow the word) or
+reads the full-text index of migration 0006: SQLite's FTS5 table, kept by triggers that index a
+reply once it has stopped streaming (migration 0010), with ``unicode61`` words, each term
+matched as a prefix, so "스타벅스" finds "스타벅스에서" (Korean particles follow the word); or
 PostgreSQL's GIN index (``simple`` configuration, prefix terms, for the same reason); on other
 databases it scans with ``icontains``. Only ``user``'s own threads are searched: their
 conversations, and their private threads of owner-less ones.
