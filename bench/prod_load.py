@@ -53,8 +53,11 @@ AB_REPEATS = 3
 #: floor, ...): each configuration reports the smallest CPU per reply of each. The machine's
 #: other work only adds CPU (caches, frequency), so the smallest run is the best estimate; one
 #: run of each gave ratios 0.3 apart between two otherwise equal configurations, and two runs
-#: of the same code still 1.41x and 1.73x the floor (2026-11-30).
-REPEATS = 3
+#: of the same code still 1.41x and 1.73x the floor (2026-11-30). With three, one
+#: configuration's smallest runs still moved by 0.2x the floor between two ``make bench``
+#: (the floor plus our storage at 200 tokens, window 50: 8.0 ms at 10:09 UTC; 8.2, 8.8 and
+#: 11.0 ms in an A/B at 10:56): with five, each has more chances of a quiet minute.
+REPEATS = 5
 PHASE = 6.0  # seconds of turns per run
 QUICK_PHASE = 3.0
 N = 50  # concurrent conversations per run
@@ -278,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=50, help="with --ab: stored messages in the prompt (default 50)")
     parser.add_argument("--keep-alive", action="store_true", help="with --ab: the model server keeps connections alive (chunked bodies), as api.openai.com")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy run")
-    parser.add_argument("--budget", type=float, default=900, help="seconds for all runs; runs that do not fit are skipped (default 900)")
+    parser.add_argument("--budget", type=float, default=1500, help="seconds for all runs; runs that do not fit are skipped (default 1500)")
     parser.add_argument("--worker", choices=["sqlite", "postgres"], help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     parser.add_argument("--json", help=argparse.SUPPRESS)

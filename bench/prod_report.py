@@ -18,7 +18,7 @@ LABELS = {
     "standard": "**pyhub_ai, before** (`PYHUB_AI_LLM_FAST_STREAM = False`: `ChatOpenAI.astream`)",
     "fast": "**pyhub_ai, after** (default: `pyhub_ai.openai_stream`)",
 }
-GOAL_RATIO = 1.5  # the issue's goal: CPU per 200-token reply <= 1.5 x the floor
+GOAL_RATIO = 1.5  # the issue's goals: CPU per 200-token reply <= 1.5 x the floor; short ones, 1.5 x (floor + storage)
 
 #: Where the remaining time goes, for the profile of the fast path.
 PROFILE_PARTS = [
@@ -94,10 +94,9 @@ def comparison_table(runs: list[dict]) -> list[str]:
 
 
 def headline(configs: dict[tuple[int, int], list[dict]]) -> list[str]:
-    """After against the floor, and the goals: ≤ 1.5× the floor for 200-token replies, ≤ 1.5× the
-    floor plus our storage for short ones. Our storage is measured: the CPU per reply of the
-    floor plus our storage (``stored``, which stores every turn with pyhub_ai's own history
-    calls) less the floor's. The database thread's CPU in the app's run (daphne's threads other
+    """After against the floor, and the goals (``_goal``). Our storage is measured: the CPU per
+    reply of the floor plus our storage (``stored``, which stores every turn with pyhub_ai's own
+    history calls) less the floor's. The database thread's CPU in the app's run (daphne's threads other
     than the event loop's) is shown beside it: the part of storage that runs off the loop."""
     lines = [
         "| reply | window | floor (ms) | floor + our storage (ms) | before (ms) | after (ms) | of which the database thread (ms) | after ÷ floor | after ÷ (floor + storage) | before ÷ after | after − floor (ms) | after ÷ floor with one frame per token | goal |",
@@ -110,20 +109,28 @@ def headline(configs: dict[tuple[int, int], list[dict]]) -> list[str]:
         if not (floor and after):
             continue
         db_thread = ok["fast"].get("other_threads_cpu_ms_per_reply")
-        if tokens >= 200:
-            limit, what = GOAL_RATIO * floor, f"≤ {GOAL_RATIO}× floor"
-        elif stored:
-            limit = GOAL_RATIO * floor + (stored - floor)
-            what = f"≤ {GOAL_RATIO}× floor + storage ({stored - floor:.1f}) = {limit:.1f} ms"
-        else:
-            limit, what = None, "no run of the floor plus our storage"
-        goal = what if limit is None else f"{what}: **{'met' if after <= limit else 'MISSED'}**"
+        goal = _goal(tokens, floor, stored, after)
         lines.append(
             f"| {tokens} tokens | {window} | {floor:.1f} | {ws_load._fmt(stored, 1)} | {ws_load._fmt(before, 1)} | {after:.1f} | "
             f"{ws_load._fmt(db_thread, 1)} | {after / floor:.2f}× | {_ratio(after, stored)} | {_ratio(before, after)} | "
             f"{after - floor:.1f} | {_ratio(after, every)} | {goal} |"
         )
     return lines
+
+
+def _goal(tokens: int, floor: float, stored: float | None, after: float) -> str:
+    """The headline's goal cell (``headline``): ≤ 1.5× the floor for 200-token replies; for
+    short ones ≤ 1.5× the floor plus our storage, read as 1.5 × (floor + storage), with the
+    stricter reading (1.5 × floor, our storage added once) beside it."""
+    if tokens >= 200:
+        return f"≤ {GOAL_RATIO}× floor: **{'met' if after <= GOAL_RATIO * floor else 'MISSED'}**"
+    if not stored:
+        return "no run of the floor plus our storage"
+    limit, strict = GOAL_RATIO * stored, GOAL_RATIO * floor + (stored - floor)
+    return (
+        f"≤ {GOAL_RATIO}× (floor + storage) = {limit:.1f} ms: **{'met' if after <= limit else 'MISSED'}**; "
+        f"{GOAL_RATIO}× floor, plus storage: ≤ {strict:.1f} ms, {'met' if after <= strict else 'missed'}"
+    )
 
 
 def scale_table(runs: list[dict]) -> list[str]:
