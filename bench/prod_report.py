@@ -96,8 +96,9 @@ def comparison_table(runs: list[dict]) -> list[str]:
 def headline(configs: dict[tuple[int, int], list[dict]]) -> list[str]:
     """After against the floor, and the goals (``_goal``). Our storage is measured: the CPU per
     reply of the floor plus our storage (``stored``, which stores every turn with pyhub_ai's own
-    history calls) less the floor's. The database thread's CPU in the app's run (daphne's threads other
-    than the event loop's) is shown beside it: the part of storage that runs off the loop."""
+    history calls) less the floor's. The database thread's CPU in the app's run (daphne's
+    threads other than the event loop's) is shown beside it: the part of storage that runs off
+    the loop."""
     lines = [
         "| reply | window | floor (ms) | floor + our storage (ms) | before (ms) | after (ms) | of which the database thread (ms) | after ÷ floor | after ÷ (floor + storage) | before ÷ after | after − floor (ms) | after ÷ floor with one frame per token | goal |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
