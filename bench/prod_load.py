@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenarios", default="sqlite,postgres", help="sqlite (the comparison), postgres (scale-out); default: both")
     parser.add_argument("--quick", action="store_true", help="one configuration (200 tokens, window 50), shorter runs")
     parser.add_argument("--tokens", type=int, default=200, help="with --quick or --ab: tokens per reply (default 200)")
-    parser.add_argument("--ab", action="store_true", help="only the floor, the floor plus our storage and the app, alternating, 3 runs each; prints, writes nothing")
+    parser.add_argument("--ab", action="store_true", help=f"only the floor, the floor plus our storage and the app, alternating, {AB_REPEATS} runs each; prints, writes nothing")
     parser.add_argument("--window", type=int, default=50, help="with --ab: stored messages in the prompt (default 50)")
     parser.add_argument("--keep-alive", action="store_true", help="with --ab: the model server keeps connections alive (chunked bodies), as api.openai.com")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy run")
